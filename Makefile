@@ -1,0 +1,58 @@
+# p11nethsm: every set-up step lives here, so a fresh Debian 12 machine needs only
+# `make demo` or `make test` (CI runs .ci/run -> make test).
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+VENV     := .venv
+PY       := $(VENV)/bin/python
+PIP      := $(PY) -m pip
+# The module embeds the interpreter that builds it: a CPython with a shared libpython.
+PYTHON   ?= $(shell command -v python3.11 || command -v python3)
+
+APT_PACKAGES := build-essential opensc gnutls-bin p11-kit libp11-kit-dev softhsm2 \
+                libengine-pkcs11-openssl openssl curl openjdk-17-jdk-headless
+MODULE_DIR   ?= $(HOME)/.config/pkcs11/modules
+
+.PHONY: deps venv build test demo bench p11kit-register p11kit-unregister lint clean
+
+# System packages for the real clients the tests drive (installs only what is missing).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing $$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/pyvenv.cfg:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+
+venv: $(VENV)/pyvenv.cfg
+	$(PIP) install -q -e './emulator' -e '.[test]'
+
+# Builds the shim in-tree (p11nethsm/libnethsm_pkcs11.so) against the venv's Python.
+build: venv
+	$(PY) libshim/build.py -o p11nethsm/libnethsm_pkcs11.so --build-dir build/shim
+	@$(VENV)/bin/p11nethsm module-path
+
+test: deps build
+	$(PY) -m pytest tests
+
+bench: deps build
+	$(PY) bench/run_all.py
+
+demo: deps build
+	$(PY) -m p11nethsm.demo
+
+# p11-kit registration, so p11-kit-proxy clients (GnuTLS, p11tool, NSS via p11-kit) see the token.
+p11kit-register: build
+	mkdir -p $(MODULE_DIR)
+	printf 'module: %s\n' "$$($(VENV)/bin/p11nethsm module-path)" > $(MODULE_DIR)/p11nethsm.module
+	@echo "registered $(MODULE_DIR)/p11nethsm.module"
+
+p11kit-unregister:
+	rm -f $(MODULE_DIR)/p11nethsm.module
+
+clean:
+	rm -rf build dist *.egg-info p11nethsm/libnethsm_pkcs11.so

@@ -1,0 +1,150 @@
+"""In-process emulator: one shared Device, N serving instances (cluster
+members), each with its own fault rules, request log and lock state."""
+from __future__ import annotations
+
+import threading
+
+from .faults import Fault, FaultSet, RequestLog
+from .server import HsmServer
+from .state import Device
+from .tls import TlsIdentity
+
+
+class Instance:
+    """One HTTPS listener. All control methods are safe to call from any thread."""
+
+    def __init__(self, device: Device, host: str, port: int, index: int):
+        self.device = device
+        self.host, self.port, self.index = host, port, index
+        self.faults = FaultSet()
+        self.log = RequestLog()
+        self.locked = device.provisioned and device.config["unattended_boot"] != "on"
+        self._server: HsmServer | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ addresses
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}/api/v1"
+
+    @property
+    def is_up(self) -> bool:
+        return self._server is not None
+
+    # ------------------------------------------------------------ up / down
+    def up(self):
+        """Starts (or restarts) listening on the same port."""
+        with self._lock:
+            if self._server is not None:
+                return
+            srv = HsmServer((self.host, self.port), self)
+            self.port = srv.server_address[1]
+            self._server = srv
+            threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                             name=f"nethsm-emulator-{self.port}", daemon=True).start()
+
+    def down(self):
+        """Stops accepting (connect refused) and drops open connections."""
+        with self._lock:
+            srv, self._server = self._server, None
+        if srv is None:
+            return
+        srv.shutdown()
+        srv.server_close()
+        srv.close_all_connections()
+        self.faults.release_stalls()
+
+    # ------------------------------------------------------------ state
+    @property
+    def state(self) -> str:
+        from .api import instance_state
+        return instance_state(self.device, self)
+
+    def set_state(self, state: str):
+        """'Locked' or 'Operational' (needs a provisioned device)."""
+        if state not in ("Locked", "Operational"):
+            raise ValueError("state must be 'Locked' or 'Operational'")
+        if not self.device.provisioned:
+            raise ValueError("device is not provisioned")
+        self.locked = state == "Locked"
+
+    def lock(self):
+        self.set_state("Locked")
+
+    def unlock(self):
+        self.set_state("Operational")
+
+    # ------------------------------------------------------------ faults
+    def add_fault(self, kind: str, method=None, path=None, count=None, **kw) -> Fault:
+        return self.faults.add(Fault(kind, method, path, count, **kw))
+
+    def add_latency(self, seconds: float, method=None, path=None, count=None) -> Fault:
+        return self.add_fault("latency", method, path, count, seconds=seconds)
+
+    def stall(self, method=None, path=None, count=None) -> Fault:
+        return self.add_fault("stall", method, path, count)
+
+    def stall_after_processing(self, method=None, path=None, count=None) -> Fault:
+        return self.add_fault("stall_after", method, path, count)
+
+    def reset_connections(self, method=None, path=None, count=None,
+                          after_processing: bool = False) -> Fault:
+        return self.add_fault("reset_after" if after_processing else "reset", method, path, count)
+
+    def fail(self, status: int = 503, method=None, path=None, count=None,
+             message: str = "Service unavailable (injected fault)") -> Fault:
+        return self.add_fault("error", method, path, count, status=status, message=message)
+
+    def clear_faults(self):
+        self.faults.clear()
+
+    # ------------------------------------------------------------ request log
+    def requests(self) -> list[dict]:
+        return self.log.entries()
+
+    def request_count(self, method=None, path=None, status=None) -> int:
+        return self.log.count(method, path, status)
+
+    def reset_requests(self):
+        self.log.reset()
+
+
+class Emulator:
+    def __init__(self, listen=(("127.0.0.1", 0),), state_dir: str | None = None,
+                 labels: bool = False, throttle: bool = True):
+        self.device = Device(state_dir)
+        self.device.labels_enabled = labels
+        self.device.throttle_enabled = throttle
+        self.device.tls = TlsIdentity(state_dir)
+        self.instances = [Instance(self.device, h, p, i) for i, (h, p) in enumerate(listen)]
+        self.device.instances = self.instances
+
+    def start(self) -> "Emulator":
+        for inst in self.instances:
+            inst.up()
+        return self
+
+    def stop(self):
+        for inst in self.instances:
+            inst.down()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def fingerprint(self) -> str:
+        return self.device.tls.fingerprint
+
+    @property
+    def urls(self) -> list[str]:
+        return [i.url for i in self.instances]
+
+    def set_throttle(self, enabled: bool):
+        self.device.throttle_enabled = enabled
+
+    def set_state(self, state: str):
+        for inst in self.instances:
+            inst.set_state(state)

@@ -1,0 +1,399 @@
+"""Load the YAML configuration (docs: /work/shared/docs/pkcs11-setup.txt) into config.model values.
+
+Where:
+- `P11NETHSM_CONFIG_FILE` set: only that file (an error reading it fails C_Initialize);
+- else every existing file of /etc/nitrokey/p11nethsm.conf, /usr/local/etc/nitrokey/p11nethsm.conf,
+  $HOME/.config/nitrokey/p11nethsm.conf, in that order; none → ConfigError.
+
+Merging (same rule as the vendor module, documented here because it does not document it):
+the `slots` of all files are concatenated in file order; for every other (scalar) key the
+*first* file that sets it wins, so /etc beats /usr/local/etc beats $HOME.
+
+Validation: every key of the documented format plus the later vendor keys `disable_threads`,
+`disable_thread_pool`, `certificate_format`, and our per-instance `ca_file`. An unknown key is
+not fatal: it is reported (file, key path, closest known key) in `LoadResult.warnings`, which
+C_Initialize logs. Anything malformed raises ConfigError(file, key, problem).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from p11nethsm.config.model import (
+    Config,
+    InstanceConfig,
+    KeepaliveConfig,
+    RetryConfig,
+    SlotConfig,
+    SyslogUdp,
+    UserConfig,
+)
+
+__all__ = ["ConfigError", "LoadResult", "load", "load_files", "search_paths", "ENV_VAR"]
+
+ENV_VAR = "P11NETHSM_CONFIG_FILE"
+LOG_LEVELS = ("Trace", "Debug", "Info", "Warn", "Error")
+FACILITY_NAMES = (
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+    "ftp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+)
+
+
+class ConfigError(Exception):
+    """A configuration problem that prevents C_Initialize: names the file, the key and the problem."""
+
+    def __init__(self, problem: str, *, file: str = "", key: str = ""):
+        self.file = file
+        self.key = key
+        self.problem = problem
+        where = ", ".join(p for p in (file and f"file {file}", key and f"key '{key}'") if p)
+        super().__init__(f"configuration error: {where + ': ' if where else ''}{problem}")
+
+
+@dataclass
+class LoadResult:
+    config: Config
+    warnings: list[str] = field(default_factory=list)
+
+
+def search_paths(env: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if env is None else env
+    home = env.get("HOME") or os.path.expanduser("~")
+    return [
+        "/etc/nitrokey/p11nethsm.conf",
+        "/usr/local/etc/nitrokey/p11nethsm.conf",
+        os.path.join(home, ".config", "nitrokey", "p11nethsm.conf"),
+    ]
+
+
+def load(env: Mapping[str, str] | None = None) -> LoadResult:
+    """Find, read, validate and merge the configuration files."""
+    env = os.environ if env is None else env
+    explicit = env.get(ENV_VAR)
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise ConfigError(f"{ENV_VAR} names a file that does not exist or is not a file", file=explicit)
+        return load_files([explicit], env)
+    paths = search_paths(env)
+    found = [p for p in paths if os.path.isfile(p)]
+    if not found:
+        raise ConfigError(
+            "no configuration file found; searched " + ", ".join(paths) + f" (or set {ENV_VAR})"
+        )
+    return load_files(found, env)
+
+
+# --- schema -------------------------------------------------------------------------------------
+# Each known key -> its checker. Nested mappings are dicts themselves.
+
+_TOP_SCALARS = (
+    "enable_set_attribute_value", "log_level", "log_file", "syslog_socket", "syslog_udp",
+    "syslog_tcp", "syslog_facility", "syslog_hostname", "syslog_process", "syslog_pid",
+    "disable_threads", "disable_thread_pool",
+)
+TOP_KEYS = frozenset((*_TOP_SCALARS, "slots"))
+SLOT_KEYS = frozenset({
+    "label", "description", "operator", "administrator", "instances", "retries", "tcp_keepalive",
+    "connections_max_idle_duration", "timeout_seconds", "certificate_format",
+})
+USER_KEYS = frozenset({"username", "password"})
+INSTANCE_KEYS = frozenset({"url", "max_idle_connections", "sha256_fingerprints", "danger_insecure_cert", "ca_file"})
+RETRY_KEYS = frozenset({"count", "delay_seconds"})
+KEEPALIVE_KEYS = frozenset({"time_seconds", "interval_seconds", "retries"})
+UDP_KEYS = frozenset({"to_addr", "from_addr"})
+ALL_KEYS = TOP_KEYS | SLOT_KEYS | USER_KEYS | INSTANCE_KEYS | RETRY_KEYS | KEEPALIVE_KEYS | UDP_KEYS
+
+
+class _Reader:
+    """Typed access to one mapping of one file, with the key path for messages."""
+
+    def __init__(self, data: Any, file: str, path: str, known: frozenset[str], warnings: list[str]):
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a mapping, got {_kind(data)}", file=file, key=path or "(top level)")
+        self.data = data
+        self.file = file
+        self.path = path
+        for key in data:
+            if not isinstance(key, str):
+                raise ConfigError(f"key {key!r} is not a string", file=file, key=path or "(top level)")
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6) or \
+                    difflib.get_close_matches(key, sorted(ALL_KEYS), n=1, cutoff=0.75)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                warnings.append(f"{file}: unknown key '{self.key(key)}' ignored{hint}")
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(problem, file=self.file, key=self.key(name))
+
+    def has(self, name: str) -> bool:
+        return self.data.get(name) is not None
+
+    def raw(self, name: str) -> Any:
+        return self.data.get(name)
+
+    def str(self, name: str, *, required: bool = False, nonempty: bool = False) -> str | None:
+        value = self.data.get(name)
+        if value is None:
+            if required:
+                raise self.error(name, "is required")
+            return None
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise self.error(name, f"must be a string, got {_kind(value)}")
+        value = str(value)
+        if nonempty and not value.strip():
+            raise self.error(name, "must not be empty")
+        return value
+
+    def bool(self, name: str) -> bool | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            raise self.error(name, f"must be true or false, got {value!r}")
+        return value
+
+    def int(self, name: str, *, minimum: int = 0) -> int | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(name, f"must be an integer, got {value!r}")
+        if value < minimum:
+            raise self.error(name, f"must be >= {minimum}, got {value}")
+        return value
+
+    def seconds(self, name: str) -> float | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(name, f"must be a number of seconds, got {value!r}")
+        if value < 0:
+            raise self.error(name, f"must be >= 0, got {value}")
+        return float(value)
+
+    def sub(self, name: str, known: frozenset[str], warnings: list[str]) -> _Reader | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        return _Reader(value, self.file, self.key(name), known, warnings)
+
+    def list(self, name: str) -> list:
+        value = self.data.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.error(name, f"must be a list, got {_kind(value)}")
+        return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def _hostport(r: _Reader, name: str, value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise r.error(name, f"must be host:port, got {value!r}")
+    return value
+
+
+def normalise_fingerprint(text: str) -> bytes:
+    """'31:92:8E:...' or '31928e...' (any case, optional colons/spaces) -> 32 bytes."""
+    cleaned = text.replace(":", "").replace(" ", "").strip()
+    raw = bytes.fromhex(cleaned)
+    if len(raw) != 32:
+        raise ValueError(f"is {len(raw)} bytes, a SHA-256 fingerprint has 32")
+    return raw
+
+
+def _user(r: _Reader, name: str, env: Mapping[str, str], warnings: list[str]) -> UserConfig | None:
+    u = r.sub(name, USER_KEYS, warnings)
+    if u is None:
+        return None
+    username = u.str("username", required=True, nonempty=True)
+    password = u.str("password")
+    if password is not None and password.startswith("env:"):
+        var = password[4:]
+        if not var:
+            raise u.error("password", "'env:' needs an environment variable name")
+        if var not in env:
+            raise u.error("password", f"environment variable {var} is not set")
+        password = env[var]
+    return UserConfig(username=username, password=password or None)
+
+
+def _instance(r: _Reader, warnings: list[str]) -> InstanceConfig:
+    url = r.str("url", required=True, nonempty=True).rstrip("/")
+    if not (url.startswith("https://") or url.startswith("http://")):
+        raise r.error("url", f"must be an http(s) URL like https://host:8443/api/v1, got {url!r}")
+    fps = []
+    for i, fp in enumerate(r.list("sha256_fingerprints")):
+        key = f"sha256_fingerprints[{i}]"
+        if not isinstance(fp, str):
+            raise r.error(key, f"must be a hex string, got {_kind(fp)}")
+        try:
+            fps.append(normalise_fingerprint(fp))
+        except ValueError as exc:
+            problem = str(exc) if str(exc).startswith("is ") else "is not hex"
+            raise r.error(key, f"{fp!r} {problem}") from None
+    ca_file = r.str("ca_file")
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise r.error("ca_file", f"{ca_file} does not exist or is not a file")
+    insecure = bool(r.bool("danger_insecure_cert"))
+    return InstanceConfig(
+        url=url,
+        max_idle_connections=r.int("max_idle_connections", minimum=1),
+        sha256_fingerprints=tuple(fps),
+        danger_insecure_cert=insecure,
+        ca_file=ca_file,
+    )
+
+
+def _slot(r: _Reader, env: Mapping[str, str], warnings: list[str]) -> SlotConfig:
+    label = r.str("label", required=True, nonempty=True)
+    operator = _user(r, "operator", env, warnings)
+    administrator = _user(r, "administrator", env, warnings)
+    if operator is None and administrator is None:
+        raise ConfigError("no user configured: set 'operator' and/or 'administrator'",
+                          file=r.file, key=r.path)
+    raw_instances = r.list("instances")
+    if not raw_instances:
+        raise r.error("instances", "at least one instance (url) is required")
+    instances = tuple(
+        _instance(_Reader(inst, r.file, r.key(f"instances[{i}]"), INSTANCE_KEYS, warnings), warnings)
+        for i, inst in enumerate(raw_instances)
+    )
+    retries = None
+    rr = r.sub("retries", RETRY_KEYS, warnings)
+    if rr is not None:
+        retries = RetryConfig(count=rr.int("count") or 0, delay_seconds=rr.seconds("delay_seconds") or 0.0)
+    keepalive = None
+    kr = r.sub("tcp_keepalive", KEEPALIVE_KEYS, warnings)
+    if kr is not None:
+        keepalive = KeepaliveConfig(
+            time_seconds=kr.int("time_seconds", minimum=1),
+            interval_seconds=kr.int("interval_seconds", minimum=1),
+            retries=kr.int("retries", minimum=1),
+        )
+    fmt = r.str("certificate_format") or "PEM"
+    if fmt.upper() not in ("PEM", "DER"):
+        raise r.error("certificate_format", f"must be PEM or DER, got {fmt!r}")
+    timeout = r.seconds("timeout_seconds")
+    if timeout == 0:
+        raise r.error("timeout_seconds", "must be > 0 (leave it out for no timeout)")
+    return SlotConfig(
+        label=label,
+        instances=instances,
+        description=r.str("description"),
+        operator=operator,
+        administrator=administrator,
+        retries=retries,
+        timeout_seconds=timeout,
+        tcp_keepalive=keepalive,
+        connections_max_idle_duration=r.seconds("connections_max_idle_duration"),
+        certificate_format=fmt.upper(),
+        source=r.file,
+    )
+
+
+def _top_scalars(r: _Reader, warnings: list[str]) -> dict[str, Any]:
+    """The scalar options a file sets (only those present)."""
+    out: dict[str, Any] = {}
+    for name in ("enable_set_attribute_value", "disable_threads", "disable_thread_pool"):
+        if r.has(name):
+            out[name] = r.bool(name)
+    if r.has("log_level"):
+        level = r.str("log_level")
+        match = [lv for lv in LOG_LEVELS if lv.lower() == level.lower()]
+        if not match:
+            raise r.error("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+        out["log_level"] = match[0]
+    for name in ("log_file", "syslog_socket", "syslog_hostname", "syslog_process"):
+        if r.has(name):
+            out[name] = r.str(name, nonempty=True)
+    if r.has("syslog_tcp"):
+        out["syslog_tcp"] = _hostport(r, "syslog_tcp", r.str("syslog_tcp"))
+    if r.has("syslog_udp"):
+        u = r.sub("syslog_udp", UDP_KEYS, warnings)
+        to_addr = _hostport(u, "to_addr", u.str("to_addr", required=True))
+        from_addr = u.str("from_addr")
+        if from_addr is not None:
+            _hostport(u, "from_addr", from_addr)
+        out["syslog_udp"] = SyslogUdp(to_addr=to_addr, from_addr=from_addr)
+    if r.has("syslog_facility"):
+        fac = r.str("syslog_facility")
+        if fac.lower() not in FACILITY_NAMES:
+            raise r.error("syslog_facility", f"must be one of {', '.join(FACILITY_NAMES)}, got {fac!r}")
+        out["syslog_facility"] = fac.lower()
+    if r.has("syslog_pid"):
+        out["syslog_pid"] = r.int("syslog_pid")
+    targets = [n for n in ("syslog_socket", "syslog_udp", "syslog_tcp") if n in out]
+    if len(targets) > 1:
+        raise ConfigError(f"only one syslog target can be configured, this file sets {', '.join(targets)}",
+                          file=r.file, key=targets[1])
+    return out
+
+
+def _read_yaml(path: str) -> Any:
+    import yaml  # C_Initialize imports it only when a file is read
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", file=path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("is not UTF-8 text", file=path) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML{where}: {problem}", file=path) from None
+    return {} if data is None else data
+
+
+def load_files(paths: list[str], env: Mapping[str, str] | None = None) -> LoadResult:
+    """Read and merge `paths` in order (see module doc for the merge rule)."""
+    env = os.environ if env is None else env
+    warnings: list[str] = []
+    scalars: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    slots: list[SlotConfig] = []
+    for path in paths:
+        r = _Reader(_read_yaml(path), path, "", TOP_KEYS, warnings)
+        for name, value in _top_scalars(r, warnings).items():
+            if name not in scalars:
+                scalars[name] = value
+                origin[name] = path
+            elif scalars[name] != value:
+                warnings.append(f"{path}: '{name}' ignored, already set by {origin[name]} (first file wins)")
+        for i, raw in enumerate(r.list("slots")):
+            sr = _Reader(raw, path, f"slots[{i}]", SLOT_KEYS, warnings)
+            slots.append(_slot(sr, env, warnings))
+    targets = [n for n in ("syslog_socket", "syslog_udp", "syslog_tcp") if n in scalars]
+    if len(targets) > 1:
+        raise ConfigError(
+            "only one syslog target can be configured; merged files set "
+            + ", ".join(f"{n} ({origin[n]})" for n in targets),
+            file=origin[targets[1]], key=targets[1],
+        )
+    labels: dict[str, str] = {}
+    for s in slots:
+        if s.label in labels:
+            warnings.append(f"{s.source}: slot label '{s.label}' is also used in {labels[s.label]}")
+        labels.setdefault(s.label, s.source)
+    if not slots:
+        warnings.append("no slots configured in " + ", ".join(paths))
+    config = Config(slots=tuple(slots), sources=tuple(paths), **scalars)
+    return LoadResult(config, warnings)

@@ -1,0 +1,325 @@
+"""The initialized module: slots, sessions, login, token presence.
+
+`initialize()` builds a `Library` from the config (no network I/O); `get_library()` returns it or
+raises CryptokiNotInitialized. Slot ids are 0..n-1 in config order; session handles count up from 1
+for the life of the process (a handle is never reused after C_Finalize/C_Initialize).
+
+Credentials (pkcs11-setup.txt "Users"): a slot has an operator and/or an administrator. With both
+configured, the operator is used by default and the administrator only for calls that need it,
+whatever user the application logged in as. A user's password comes from the config (plain or
+`env:`), or from C_Login of the matching user type (CKU_USER = operator, CKU_SO = administrator).
+While logged in, the PIN given to C_Login is used for that user, even if the config also has a
+password (the config password is used again after C_Logout).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from p11nethsm.ck.constants import CKS
+from p11nethsm.ck.errors import (
+    CryptokiNotInitialized,
+    SessionHandleInvalid,
+    SessionReadOnly,
+    SlotIdInvalid,
+    UserNotLoggedIn,
+)
+from p11nethsm.config.model import Config, SlotConfig, UserConfig
+from p11nethsm.state.login import Role, TokenLogin
+from p11nethsm.state.operation import Operation, OpKind
+from p11nethsm.state.token import TokenPresence
+
+if TYPE_CHECKING:  # heavy or not-yet-written modules: imported lazily at first use
+    from p11nethsm.api.client import Credentials, NetHSM
+
+__all__ = [
+    "Library", "Slot", "Session", "Role", "OpKind", "get_library", "current", "initialize",
+    "finalize", "drop_in_child",
+]
+
+_library: Library | None = None
+_init_lock = threading.Lock()
+_handles = itertools.count(1)  # process-wide: a handle from before C_Finalize stays invalid
+
+# Builds a slot's api: (SlotConfig, threads=bool) -> NetHSM. None: p11nethsm.api.client.NetHSM.
+# Tests put a fake NetHSM here.
+api_factory = None
+
+
+def get_library() -> Library:
+    lib = _library
+    if lib is None:
+        raise CryptokiNotInitialized()
+    return lib
+
+
+def current() -> Library | None:
+    return _library
+
+
+class Slot:
+    def __init__(self, library: Library, slot_id: int, config: SlotConfig):
+        self.library = library
+        self.slot_id = slot_id
+        self.config = config
+        self.name = f"slot {slot_id} ({config.label})"
+        self._lock = threading.Lock()
+        self._api: NetHSM | None = None
+        self._objects: Any = None
+        self.token = TokenPresence(f"token[{slot_id}]", self._health_state)
+        self.login = TokenLogin(f"login[{slot_id}]")
+        self.cache: dict[str, Any] = {}  # /info and /system/info answers (slot_token handlers)
+
+    # -- lazily built collaborators -------------------------------------------------------------
+    @property
+    def api(self) -> NetHSM:
+        api = self._api
+        if api is None:
+            with self._lock:
+                if self._api is None:
+                    factory = api_factory
+                    if factory is None:
+                        from p11nethsm.api.client import NetHSM as factory
+                    self._api = factory(self.config, threads=self.library.threads_allowed)
+                api = self._api
+        return api
+
+    @property
+    def objects(self):
+        store = self._objects
+        if store is None:
+            with self._lock:
+                if self._objects is None:
+                    from p11nethsm.objects.store import ObjectStore
+
+                    self._objects = ObjectStore(self)
+                store = self._objects
+        return store
+
+    def _health_state(self) -> str:
+        return self.api.health_state()
+
+    def token_present(self, max_age: float = 1.0) -> bool:
+        """Present iff the cluster answered Operational (cached for `max_age` seconds)."""
+        return self.token.present(max_age)
+
+    # -- users ----------------------------------------------------------------------------------
+    def user(self, role: Role) -> UserConfig | None:
+        return self.config.operator if role is Role.OPERATOR else self.config.administrator
+
+    @property
+    def default_role(self) -> Role:
+        return Role.OPERATOR if self.config.operator is not None else Role.ADMINISTRATOR
+
+    def password(self, role: Role) -> str | None:
+        """The PIN from C_Login for `role`, else the configured password, else None."""
+        pin = self.login.pin(role)
+        if pin is not None:
+            return pin
+        user = self.user(role)
+        if user is not None and user.has_password:
+            return user.password
+        return None
+
+    def credentials(self, role: Role | None = None) -> Credentials:
+        """Credentials for a call that needs `role` (None: any user; the operator preferred).
+
+        Raises UserNotLoggedIn naming the user and where its PIN can come from.
+        """
+        from p11nethsm.api.client import Credentials
+
+        if role is None:
+            first = self.default_role
+            other = Role.ADMINISTRATOR if first is Role.OPERATOR else Role.OPERATOR
+            for candidate in (first, other):
+                user = self.user(candidate)
+                password = self.password(candidate) if user is not None else None
+                if password:
+                    return Credentials(user.username, password)
+            role = first
+        user = self.user(role)
+        if user is None:
+            raise UserNotLoggedIn(
+                f"{self.name}: this call needs the NetHSM {role.value}, which is not configured "
+                f"(add '{role.value}:' with its username to the slot)"
+            )
+        password = self.password(role)
+        if not password:
+            login = "CKU_USER (user PIN)" if role is Role.OPERATOR else "CKU_SO (SO PIN)"
+            raise UserNotLoggedIn(
+                f"{self.name}: this call needs the {role.value} '{user.username}': configure its "
+                f"password or C_Login as {login}"
+            )
+        return Credentials(user.username, password)
+
+    def default_password_configured(self) -> bool:
+        user = self.user(self.default_role)
+        return user is not None and user.has_password
+
+    # -- sessions -------------------------------------------------------------------------------
+    def sessions(self) -> list[Session]:
+        return [s for s in list(self.library.sessions.values()) if s.slot is self]
+
+    def close(self) -> None:
+        """C_Finalize: close the api (joins its background threads) and the object store."""
+        for thing in (self._objects, self._api):
+            close = getattr(thing, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    logger.exception("{}: error while closing {}", self.name, type(thing).__name__)
+        self._objects = None
+        self._api = None
+
+
+class Session:
+    __slots__ = ("handle", "slot", "rw", "flags", "_ops", "__weakref__")
+
+    def __init__(self, handle: int, slot: Slot, rw: bool, flags: int):
+        self.handle = handle
+        self.slot = slot
+        self.rw = rw
+        self.flags = flags
+        self._ops: dict[OpKind, Operation] = {}
+
+    @property
+    def state(self) -> CKS:
+        """CK_STATE per spec §6.7, from the token's login state and the session's R/W flag.
+
+        Not logged in but the default user's password is configured: the session is already
+        usable as that user, so it reports USER functions (operator) or, for an
+        administrator-only slot, SO functions on R/W sessions (as the vendor module; OpenDNSSEC
+        checks for it)."""
+        role = self.slot.login.role
+        if role is None and self.slot.default_password_configured():
+            role = self.slot.default_role
+            if role is Role.ADMINISTRATOR and not self.rw:
+                role = None
+        if role is Role.OPERATOR:
+            return CKS.RW_USER_FUNCTIONS if self.rw else CKS.RO_USER_FUNCTIONS
+        if role is Role.ADMINISTRATOR:
+            return CKS.RW_SO_FUNCTIONS
+        return CKS.RW_PUBLIC_SESSION if self.rw else CKS.RO_PUBLIC_SESSION
+
+    def can_see_private(self) -> bool:
+        """Logged in, or the default user's password is configured."""
+        return self.slot.login.role is not None or self.slot.default_password_configured()
+
+    def require_rw(self) -> None:
+        if not self.rw:
+            raise SessionReadOnly(f"session {self.handle} is read-only")
+
+    def op(self, kind: OpKind) -> Operation:
+        op = self._ops.get(kind)
+        if op is None:
+            op = self._ops[kind] = Operation(kind, f"op[{kind.value} slot {self.slot.slot_id} session {self.handle}]")
+        return op
+
+    def abort_all(self) -> None:
+        for op in self._ops.values():
+            op.abort()
+
+    def __repr__(self) -> str:
+        return f"<Session {self.handle} slot={self.slot.slot_id} {'RW' if self.rw else 'RO'}>"
+
+
+class Library:
+    def __init__(self, config: Config, *, threads_allowed: bool):
+        self.config = config
+        self.threads_allowed = threads_allowed and not config.disable_threads
+        self.slots: list[Slot] = [Slot(self, i, sc) for i, sc in enumerate(config.slots)]
+        self.slots_by_id: dict[int, Slot] = {s.slot_id: s for s in self.slots}
+        self.sessions: dict[int, Session] = {}
+        self.lock = threading.RLock()
+        self.finalized = threading.Event()
+
+    def slot(self, slot_id: int) -> Slot:
+        slot = self.slots_by_id.get(slot_id)
+        if slot is None:
+            raise SlotIdInvalid(f"no slot {slot_id} (slots: 0..{len(self.slots) - 1})")
+        return slot
+
+    def session(self, handle: int) -> Session:
+        session = self.sessions.get(handle)
+        if session is None:
+            raise SessionHandleInvalid(f"no open session {handle}")
+        return session
+
+    def open_session(self, slot: Slot, *, rw: bool, flags: int) -> Session:
+        with self.lock:
+            session = Session(next(_handles), slot, rw, flags)
+            self.sessions[session.handle] = session
+        logger.debug("{}: session {} opened ({})", slot.name, session.handle, "RW" if rw else "RO")
+        return session
+
+    def close_session(self, handle: int) -> None:
+        with self.lock:
+            session = self.sessions.pop(handle, None)
+            if session is None:
+                raise SessionHandleInvalid(f"no open session {handle}")
+            last = not any(s.slot is session.slot for s in self.sessions.values())
+        session.abort_all()
+        logger.debug("{}: session {} closed", session.slot.name, handle)
+        if last:  # spec: closing the last session of a token logs the user out
+            session.slot.login.reset(session=handle)
+
+    def close_all_sessions(self, slot: Slot) -> None:
+        with self.lock:
+            handles = [h for h, s in self.sessions.items() if s.slot is slot]
+            closed = [self.sessions.pop(h) for h in handles]
+        for session in closed:
+            session.abort_all()
+        if closed:
+            logger.debug("{}: closed all sessions {}", slot.name, handles)
+        slot.login.reset(session=None)
+
+    def finalize(self) -> None:
+        self.finalized.set()
+        with self.lock:
+            closed = list(self.sessions.values())
+            self.sessions.clear()
+        for session in closed:
+            session.abort_all()
+        for slot in self.slots:
+            slot.login.reset()
+            slot.close()
+
+
+def initialize(config: Config, *, threads_allowed: bool) -> Library:
+    """Install a new Library (the caller checked it is not initialized)."""
+    global _library
+    with _init_lock:
+        lib = Library(config, threads_allowed=threads_allowed)
+        _library = lib
+        return lib
+
+
+def finalize() -> None:
+    global _library
+    with _init_lock:
+        lib, _library = _library, None
+    if lib is not None:
+        lib.finalize()
+
+
+def drop_in_child() -> None:
+    """fork child: forget everything (no close: the sockets are the parent's)."""
+    global _library, _init_lock
+    lib, _library = _library, None
+    _init_lock = threading.Lock()
+    if lib is not None:
+        for slot in lib.slots:
+            drop = getattr(slot._api, "drop_after_fork", None)
+            if drop is not None:
+                try:
+                    drop()
+                except Exception:
+                    pass
+            slot._api = None
+            slot._objects = None
+        lib.sessions = {}

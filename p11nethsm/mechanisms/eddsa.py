@@ -1,0 +1,43 @@
+"""EdDSA (pure Ed25519): the NetHSM signs the raw message (mode EdDSA), 64-byte signatures.
+CK_EDDSA_PARAMS asking for Ed25519ph or a context is CKR_MECHANISM_PARAM_INVALID; a
+parameter for plain Ed25519 (phFlag FALSE, no context) is accepted."""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Final
+
+from p11nethsm.ck.constants import CKA, CKK, CKM, CKO
+from p11nethsm.ck.errors import MechanismParamInvalid
+from p11nethsm.ck.structs import CK_EDDSA_PARAMS
+from p11nethsm.mechanisms.base import Mechanism, SignContext, VerifyContext, require_key
+
+__all__ = ["MECHANISMS"]
+
+SIGNATURE_LEN = 64
+
+
+def _check_params(param: bytes | None) -> None:
+    if not param:
+        return
+    if len(param) != ctypes.sizeof(CK_EDDSA_PARAMS):
+        raise MechanismParamInvalid("bad CK_EDDSA_PARAMS")
+    p = CK_EDDSA_PARAMS.from_buffer_copy(param)
+    if p.phFlag or p.ulContextDataLen:
+        raise MechanismParamInvalid("the NetHSM does pure Ed25519 only (no prehash, no context)")
+
+
+class EdDsa(Mechanism):
+    def sign_init(self, obj, param, backend):
+        _check_params(param)
+        require_key(obj, (CKO.PRIVATE_KEY,), (CKK.EC_EDWARDS,), CKA.SIGN, self.ckm, "EdDSA_Signature")
+        return SignContext(obj, backend, "EdDSA", None, lambda d: d, SIGNATURE_LEN)
+
+    def verify_init(self, obj, param):
+        _check_params(param)
+        require_key(obj, (CKO.PUBLIC_KEY,), (CKK.EC_EDWARDS,), CKA.VERIFY, self.ckm)
+        pub = obj.key.public_key()
+        return VerifyContext(None, lambda data, sig: pub.verify(sig, data), SIGNATURE_LEN)
+
+
+MECHANISMS: Final[dict[int, Mechanism]] = {int(CKM.EDDSA): EdDsa(CKM.EDDSA)}

@@ -1,0 +1,179 @@
+"""The instances of one slot: lazily built pools, health flags, back-off, round-robin choice.
+
+An instance that fails is marked unreachable (p11nethsm.state.instance_health) and is not chosen
+while another one is reachable; when none is, they are all used round robin (a request is the only
+way to find out). Each failure in a row pushes its next health check further (BACKOFF, the
+vendor's schedule).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from urllib.parse import urlsplit
+
+from loguru import logger
+
+from p11nethsm.config.model import InstanceConfig, SlotConfig
+from p11nethsm.state.instance_health import InstanceHealth
+
+# Seconds until the next health check after the 1st, 2nd, ... failure in a row.
+BACKOFF: tuple[float, ...] = (1.0, 1.0, 2.0, 5.0, 10.0, 60.0, 300.0)
+
+
+def backoff(failures: int) -> float:
+    return BACKOFF[min(failures, len(BACKOFF)) - 1] if failures > 0 else 0.0
+
+
+class Instance:
+    """One NetHSM of the cluster."""
+
+    def __init__(self, cfg: InstanceConfig, slot: SlotConfig):
+        parts = urlsplit(cfg.url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"instance url must be https://host[:port]/api/v1, got {cfg.url!r}")
+        self.cfg = cfg
+        self.slot = slot
+        self.name = cfg.url.rstrip("/")
+        self.host = parts.hostname
+        self.port = parts.port or 443
+        self.base = parts.path.rstrip("/")  # "/api/v1"
+        self.health = InstanceHealth(f"instance {self.name}")
+        self.usable = True  # == health is reachable; read without the lock on the hot path
+        self.failures = 0  # failures in a row
+        self.next_check = 0.0  # monotonic time of the next health check (when unreachable)
+        self._pool = None
+        self._pool_lock = threading.Lock()
+        from p11nethsm.net.pool import InstanceStats  # noqa: PLC0415 (keep urllib3 out of C_Initialize)
+
+        self.stats = InstanceStats()
+
+    def __repr__(self) -> str:
+        return f"Instance({self.name!r}, {self.health.state_id})"
+
+    @property
+    def pool(self):
+        pool = self._pool
+        if pool is None:
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = self._make_pool()
+                pool = self._pool
+        return pool
+
+    def _make_pool(self):
+        from p11nethsm.net.pool import InstancePool, keepalive_options  # noqa: PLC0415
+        from p11nethsm.net.tls import make_ssl_context  # noqa: PLC0415
+        from urllib3.connection import HTTPConnection  # noqa: PLC0415
+
+        slot, cfg = self.slot, self.cfg
+        options = list(HTTPConnection.default_socket_options)
+        ka = slot.tcp_keepalive
+        if ka is not None:
+            options += keepalive_options(ka.time_seconds, ka.interval_seconds, ka.retries)
+        return InstancePool(
+            self.host, self.port, label=self.name, ssl_context=make_ssl_context(cfg),
+            pins=() if cfg.danger_insecure_cert else tuple(cfg.sha256_fingerprints),
+            maxsize=max(1, cfg.max_idle_connections or os.cpu_count() or 1),
+            timeout=slot.timeout_seconds, max_idle=slot.connections_max_idle_duration,
+            socket_options=options, stats=self.stats)
+
+    def mark_failed(self, reason: str) -> None:
+        """A request failed here: unreachable, next health check after the back-off."""
+        with self.health.lock:
+            self.failures += 1
+            delay = backoff(self.failures)
+            self.next_check = time.monotonic() + delay
+            was_usable = self.usable
+            self.usable = False
+            self.health.fire("fail")
+        self.stats.failures += 1
+        if was_usable:
+            logger.warning("{}: instance unreachable ({}); health check in {:g} s", self.name, reason, delay)
+        pool = self._pool
+        if pool is not None:
+            pool.drain()
+
+    def begin_check(self) -> bool:
+        """unreachable -> retrying; False when there is nothing to check (recovered meanwhile)."""
+        with self.health.lock:
+            if self.health.state_id != "unreachable":
+                return False
+            self.health.fire("probe")
+            return True
+
+    def end_check(self, ok: bool, reason: str = "") -> None:
+        with self.health.lock:
+            if self.health.state_id != "retrying":
+                return  # a request decided meanwhile
+            if ok:
+                self._recover_locked()
+            else:
+                self.failures += 1
+                self.next_check = time.monotonic() + backoff(self.failures)
+                self.health.fire("fail")
+        if ok:
+            logger.info("{}: instance reachable again (health check)", self.name)
+        else:
+            logger.debug("{}: health check failed ({}); next in {:g} s", self.name, reason,
+                         backoff(self.failures))
+
+    def mark_recovered(self) -> None:
+        """A request succeeded here while it was marked unreachable."""
+        with self.health.lock:
+            if self.usable:
+                return
+            self._recover_locked()
+        logger.info("{}: instance reachable again", self.name)
+
+    def _recover_locked(self) -> None:
+        self.health.fire("recover")
+        self.failures = 0
+        self.next_check = 0.0
+        self.usable = True
+
+    def forget_pool(self) -> None:
+        """After fork: drop the pool without closing its sockets (the parent owns them)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.forget()
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+
+class InstanceSet:
+    """Round-robin choice among the reachable instances of a slot."""
+
+    def __init__(self, instances: tuple[Instance, ...]):
+        if not instances:
+            raise ValueError("a slot needs at least one instance")
+        self.all = instances
+        self._single = instances[0] if len(instances) == 1 else None
+        self._next = itertools.count()  # next() is atomic under the GIL
+
+    def __len__(self) -> int:
+        return len(self.all)
+
+    def pick(self) -> Instance:
+        if self._single is not None:
+            return self._single
+        insts = self.all
+        n = len(insts)
+        start = next(self._next)
+        for k in range(n):
+            inst = insts[(start + k) % n]
+            if inst.usable:
+                return inst
+        return insts[start % n]  # none reachable: try them in turn
+
+    def any_usable(self) -> bool:
+        return any(inst.usable for inst in self.all)
+
+    def due(self, now: float) -> list[Instance]:
+        """Unreachable instances whose back-off has expired."""
+        return [inst for inst in self.all if not inst.usable and inst.next_check <= now]

@@ -1,0 +1,217 @@
+"""One urllib3 connection pool per instance, and the one request/response exchange on it.
+
+`InstancePool.exchange()` is the single boundary where low-level errors (OSError, ssl, http.client,
+urllib3) are caught; it raises `ExchangeError` carrying the *phase* the failure happened in, which
+decides whether the request may have reached the server:
+
+* CONNECT (TCP connect, TLS handshake, pin check) and SEND (writing the request): surely not processed;
+* READ (waiting for / reading the answer): the server may have processed it.
+
+The pool subclass adds what urllib3 does not do: pinning several fingerprints, an idle-age limit for
+pooled connections (`connections_max_idle_duration`), TCP keepalive options, a quiet `_put_conn`
+(a full pool closes the extra connection instead of logging a warning through stdlib logging), and
+`drain()` to drop idle connections of an instance that just failed.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+from loguru import logger
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import HTTPSConnectionPool
+
+from p11nethsm.net.tls import PinMismatch, format_fingerprint, pin_matches
+
+MAX_BODY = 16 * 1024 * 1024  # the largest answer we accept (a cert is <= 1 MiB, a signature is tiny)
+
+
+class Phase(Enum):
+    CONNECT = "connect"
+    SEND = "send"
+    READ = "read"
+
+    @property
+    def maybe_processed(self) -> bool:
+        return self is Phase.READ
+
+
+class ExchangeError(Exception):
+    """A request got no usable HTTP answer; `phase` tells whether it can have been processed."""
+
+    def __init__(self, phase: Phase, cause: BaseException):
+        super().__init__(f"{phase.value}: {describe_cause(cause)}")
+        self.phase = phase
+        self.cause = cause
+
+
+class BodyTooLarge(Exception):
+    """The answer is bigger than MAX_BODY (not read further)."""
+
+
+def describe_cause(exc: BaseException) -> str:
+    """A short text for a low-level error (no request bodies are ever in these)."""
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timed out"
+    inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+    text = str(exc) or type(exc).__name__
+    if inner is not None and not str(inner) in text:
+        text = f"{text}: {inner}"
+    return f"{type(exc).__name__}: {text}"
+
+
+def keepalive_options(time_seconds: int | None, interval_seconds: int | None,
+                      retries: int | None) -> list[tuple[int, int, int]]:
+    """socket options for TCP keepalive (TCP_KEEPIDLE/KEEPINTVL/KEEPCNT; macOS: TCP_KEEPALIVE)."""
+    opts = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    idle = getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None))
+    for name_value, value in ((idle, time_seconds),
+                              (getattr(socket, "TCP_KEEPINTVL", None), interval_seconds),
+                              (getattr(socket, "TCP_KEEPCNT", None), retries)):
+        if name_value is not None and value is not None:
+            opts.append((socket.IPPROTO_TCP, name_value, int(value)))
+    return opts
+
+
+@dataclass
+class InstanceStats:
+    """Counters of one instance (plain ints: exact enough under the GIL for tests and benchmarks)."""
+
+    requests: int = 0  # requests written (API calls and health checks)
+    connections: int = 0  # TCP+TLS connections opened
+    failures: int = 0  # exchanges without a usable answer, and 412/5xx answers
+    health_checks: int = 0
+    expired: int = 0  # pooled connections dropped for being idle too long
+    discarded: int = 0  # connections closed because the pool was full
+
+
+class NetHSMConnection(HTTPSConnection):
+    """HTTPS connection that checks the leaf pin after the handshake and remembers its last use."""
+
+    label: str = ""
+    pins: tuple[bytes, ...] = ()
+    last_used: float = 0.0
+
+    def connect(self) -> None:
+        super().connect()
+        if self.pins:
+            der = self.sock.getpeercert(binary_form=True) or b""
+            ok, got = pin_matches(der, self.pins)
+            if not ok:
+                logger.error("{}: TLS certificate fingerprint mismatch: got {}, expected {}", self.label,
+                             format_fingerprint(got), " or ".join(format_fingerprint(p) for p in self.pins))
+                self.close()
+                raise PinMismatch(self.label, got, self.pins)
+
+
+class InstancePool(HTTPSConnectionPool):
+    """The pool of one instance (maxsize = max_idle_connections, never blocking)."""
+
+    ConnectionCls = NetHSMConnection
+
+    def __init__(self, host: str, port: int | None, *, label: str, ssl_context, pins: tuple[bytes, ...],
+                 maxsize: int, timeout: float | None, max_idle: float | None,
+                 socket_options: list[tuple[int, int, int]], stats: InstanceStats):
+        super().__init__(host, port, maxsize=maxsize, block=False, retries=False, ssl_context=ssl_context,
+                         socket_options=socket_options)
+        self.label = label
+        self.pins = pins
+        self.request_timeout = timeout
+        self.max_idle = max_idle
+        self.stats = stats
+
+    def _new_conn(self) -> NetHSMConnection:
+        conn = super()._new_conn()
+        conn.label = self.label
+        conn.pins = self.pins
+        conn.timeout = self.request_timeout
+        return conn
+
+    def _get_conn(self, timeout: float | None = None) -> NetHSMConnection:
+        conn = super()._get_conn(timeout)
+        if (self.max_idle is not None and conn.sock is not None
+                and time.monotonic() - conn.last_used > self.max_idle):
+            conn.close()  # reconnects on use
+            self.stats.expired += 1
+        return conn
+
+    def _put_conn(self, conn) -> None:
+        if conn is None:
+            return
+        conn.last_used = time.monotonic()
+        pool = self.pool
+        if pool is not None:
+            try:
+                pool.put(conn, block=False)
+                return
+            except queue.Full:
+                self.stats.discarded += 1
+        conn.close()
+
+    def drain(self) -> int:
+        """Close the idle connections (an instance that failed: they are suspect). Returns how many."""
+        pool, closed = self.pool, 0
+        if pool is None:
+            return 0
+        taken = []
+        try:
+            while True:
+                taken.append(pool.get(block=False))
+        except queue.Empty:
+            pass
+        for conn in taken:
+            if conn is not None and conn.sock is not None:
+                conn.close()
+                closed += 1
+            try:
+                pool.put(None, block=False)
+            except queue.Full:
+                break
+        return closed
+
+    def forget(self) -> None:
+        """After fork: drop every pooled connection without closing it (the parent still owns it)."""
+        self.pool = None
+
+    def exchange(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
+                 conn: NetHSMConnection | None = None) -> tuple[int, str, bytes]:
+        """Send one request, read the whole answer: (status, content type, body).
+
+        Raises ExchangeError (no usable answer) or BodyTooLarge. With `conn`, use that connection
+        (a health check on a fresh, unpooled connection) and never pool it.
+        """
+        pooled = conn is None
+        if pooled:
+            conn = self._get_conn()
+        phase = Phase.CONNECT
+        try:
+            if conn.sock is None:
+                conn.connect()
+                self.stats.connections += 1
+            phase = Phase.SEND
+            self.stats.requests += 1
+            conn.request(method, url, body=body, headers=headers, preload_content=False)
+            phase = Phase.READ
+            resp = conn.getresponse()
+            length = resp.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) > MAX_BODY:
+                raise BodyTooLarge(length)
+            data = resp.read(MAX_BODY + 1)
+            if len(data) > MAX_BODY:
+                raise BodyTooLarge(f">{MAX_BODY}")
+            status = resp.status
+            ctype = resp.headers.get("Content-Type", "")
+        except BaseException as exc:
+            conn.close()
+            if pooled:
+                self._put_conn(conn)
+            if isinstance(exc, BodyTooLarge) or not isinstance(exc, Exception):
+                raise
+            raise ExchangeError(phase, exc) from exc
+        if pooled:
+            self._put_conn(conn)
+        return status, ctype, data

@@ -1,0 +1,101 @@
+"""TLS policy of one instance: system trust, private CA (`ca_file`), pinned leaf, or none.
+
+The four modes, decided once per instance (never per request):
+
+| config                    | chain / hostname checked by | leaf pinned |
+|---------------------------|-----------------------------|-------------|
+| (default)                 | ssl, system trust store     | no          |
+| `ca_file`                 | ssl, that bundle only       | no          |
+| `sha256_fingerprints`     | nobody (self-signed device) | yes, any of the list (`pin_matches`) |
+| `danger_insecure_cert`    | nobody (warning at start)   | no          |
+
+Pinning runs right after the handshake in `p11nethsm.net.pool.NetHSMConnection.connect`, before any
+byte of a request is written, so a mismatch is a "surely not sent" failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ssl
+from enum import Enum
+
+from loguru import logger
+
+from p11nethsm.config.model import InstanceConfig
+
+
+class TLSMode(Enum):
+    SYSTEM = "system trust store"
+    CA_FILE = "ca_file"
+    PINNED = "sha256_fingerprints"
+    INSECURE = "danger_insecure_cert"
+
+
+def tls_mode(inst: InstanceConfig) -> TLSMode:
+    if inst.danger_insecure_cert:
+        return TLSMode.INSECURE
+    if inst.sha256_fingerprints:
+        return TLSMode.PINNED
+    if inst.ca_file:
+        return TLSMode.CA_FILE
+    return TLSMode.SYSTEM
+
+
+class PinMismatch(ssl.SSLError):
+    """The leaf certificate matches none of the configured SHA-256 fingerprints."""
+
+    def __init__(self, instance: str, got: bytes, expected: tuple[bytes, ...]):
+        self.instance = instance
+        self.got = got
+        self.expected = expected
+        super().__init__(
+            f"certificate fingerprint mismatch for {instance}: got {format_fingerprint(got)}, "
+            f"expected {' or '.join(format_fingerprint(e) for e in expected)}")
+
+    def __reduce__(self):  # picklable despite the keyword-less signature of SSLError
+        return (type(self), (self.instance, self.got, self.expected))
+
+
+def format_fingerprint(digest: bytes) -> str:
+    """`31:92:8E:...` as in the config file."""
+    return ":".join(f"{b:02X}" for b in digest)
+
+
+def parse_fingerprint(text: str) -> bytes:
+    """Inverse of `format_fingerprint` (colons optional, any case); ValueError if not 32 bytes."""
+    raw = bytes.fromhex(text.replace(":", "").strip())
+    if len(raw) != 32:
+        raise ValueError(f"a SHA-256 fingerprint has 32 bytes, got {len(raw)}")
+    return raw
+
+
+def pin_matches(der: bytes, pins: tuple[bytes, ...]) -> tuple[bool, bytes]:
+    """(any pin equals SHA-256(der), that digest); constant-time compare against every pin."""
+    digest = hashlib.sha256(der).digest()
+    ok = False
+    for pin in pins:
+        ok |= hmac.compare_digest(digest, pin)
+    return ok, digest
+
+
+def make_ssl_context(inst: InstanceConfig) -> ssl.SSLContext:
+    """The client context of one instance (built once, shared by all its connections)."""
+    mode = tls_mode(inst)
+    if mode is TLSMode.CA_FILE:
+        ctx = ssl.create_default_context(cafile=inst.ca_file)
+    elif mode is TLSMode.SYSTEM:
+        ctx = ssl.create_default_context()
+    else:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # PINNED: checked after the handshake by pin_matches
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def warn_if_insecure(inst: InstanceConfig) -> None:
+    """The start-up warning of `danger_insecure_cert` (called when the slot's client is built)."""
+    if tls_mode(inst) is TLSMode.INSECURE:
+        logger.warning("{}: danger_insecure_cert is set: the certificate of this NetHSM is not checked",
+                       inst.url)

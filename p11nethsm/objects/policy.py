@@ -1,0 +1,156 @@
+"""NetHSM policy tables: ours, not the spec's (style-anchors §5.7).
+
+- KEY_TYPES: NetHSM key `type` -> PKCS#11 key type and curve;
+- CURVES: every NetHSM curve with its OID, field size and the exact ECDSA input length the
+  NetHSM wants (nethsm-api-notes §6.1);
+- NETHSM_MECHANISMS: NetHSM key mechanism -> the PKCS#11 mechanisms it enables (for
+  CKA_ALLOWED_MECHANISMS) and the usage it gives (CKA_SIGN/DECRYPT/ENCRYPT);
+- GENERATE_MECHANISMS: what a new key gets for each requested usage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from p11nethsm.ck.constants import CKA, CKK, CKM
+
+__all__ = ["Curve", "CURVES", "CURVE_BY_TYPE", "CURVE_BY_PARAMS", "KEY_TYPES", "NETHSM_MECHANISMS",
+           "GENERATE_MECHANISMS", "der_oid", "der_octet_string", "der_integer", "parse_der_octet_string"]
+
+
+def _der_len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def der_oid(dotted: str) -> bytes:
+    parts = [int(p) for p in dotted.split(".")]
+    body = bytearray([40 * parts[0] + parts[1]])
+    for p in parts[2:]:
+        chunk = [p & 0x7F]
+        p >>= 7
+        while p:
+            chunk.append(0x80 | (p & 0x7F))
+            p >>= 7
+        body.extend(reversed(chunk))
+    return b"\x06" + _der_len(len(body)) + bytes(body)
+
+
+def der_octet_string(data: bytes) -> bytes:
+    return b"\x04" + _der_len(len(data)) + data
+
+
+def der_integer(value: int) -> bytes:
+    raw = value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big", signed=True)
+    return b"\x02" + _der_len(len(raw)) + raw
+
+
+def der_printable_string(text: str) -> bytes:
+    raw = text.encode("ascii")
+    return b"\x13" + _der_len(len(raw)) + raw
+
+
+def parse_der_octet_string(data: bytes) -> bytes | None:
+    """The content of a DER OCTET STRING, or None if `data` is not exactly one."""
+    if len(data) < 2 or data[0] != 0x04:
+        return None
+    n = data[1]
+    off = 2
+    if n & 0x80:
+        k = n & 0x7F
+        if k == 0 or k > 4 or len(data) < 2 + k:
+            return None
+        n = int.from_bytes(data[2:2 + k], "big")
+        off = 2 + k
+    if off + n != len(data):
+        return None
+    return data[off:]
+
+
+@dataclass(frozen=True)
+class Curve:
+    nethsm_type: str  # NetHSM key type
+    name: str  # our name / cryptography's
+    oid: str
+    field_bytes: int  # size of a coordinate, of r and s, of the private scalar
+    ecdsa_input_len: int  # exact digest length the NetHSM signs (0: not ECDSA)
+    bits: int  # key size in bits for CK_MECHANISM_INFO
+    ckk: CKK = CKK.EC
+
+    @property
+    def ec_params(self) -> bytes:
+        return der_oid(self.oid)
+
+
+CURVES: Final[tuple[Curve, ...]] = (
+    Curve("EC_P224", "secp224r1", "1.3.132.0.33", 28, 28, 224),  # firmware <= 2.2 only
+    Curve("EC_P256", "secp256r1", "1.2.840.10045.3.1.7", 32, 32, 256),
+    Curve("EC_P384", "secp384r1", "1.3.132.0.34", 48, 48, 384),
+    Curve("EC_P521", "secp521r1", "1.3.132.0.35", 66, 64, 521),
+    Curve("EC_P256K1", "secp256k1", "1.3.132.0.10", 32, 32, 256),  # v3.0+
+    Curve("BrainpoolP256", "brainpoolP256r1", "1.3.36.3.3.2.8.1.1.7", 32, 32, 256),  # v3.0+
+    Curve("BrainpoolP384", "brainpoolP384r1", "1.3.36.3.3.2.8.1.1.11", 48, 48, 384),  # v3.0+
+    Curve("BrainpoolP512", "brainpoolP512r1", "1.3.36.3.3.2.8.1.1.13", 64, 64, 512),  # v3.0+
+    Curve("Curve25519", "ed25519", "1.3.101.112", 32, 0, 255, CKK.EC_EDWARDS),
+)
+CURVE_BY_TYPE: Final[dict[str, Curve]] = {c.nethsm_type: c for c in CURVES}
+CURVE_BY_PARAMS: Final[dict[bytes, Curve]] = {c.ec_params: c for c in CURVES}
+# CKA_EC_PARAMS may also name an Edwards curve by PrintableString (PKCS#11 3.0 §2.3.10).
+CURVE_BY_PARAMS[der_printable_string("edwards25519")] = CURVE_BY_TYPE["Curve25519"]
+CURVE_BY_PARAMS[der_printable_string("Ed25519")] = CURVE_BY_TYPE["Curve25519"]
+
+KEY_TYPES: Final[dict[str, CKK]] = {
+    "RSA": CKK.RSA,
+    **{c.nethsm_type: c.ckk for c in CURVES},
+    "Generic": CKK.GENERIC_SECRET,  # CKK_AES when it has AES mechanisms (model.py)
+}
+
+_SHA = ("SHA1", "SHA224", "SHA256", "SHA384", "SHA512")
+_PSS_CKM = {"SHA1": CKM.SHA1_RSA_PKCS_PSS, "SHA224": CKM.SHA224_RSA_PKCS_PSS,
+            "SHA256": CKM.SHA256_RSA_PKCS_PSS, "SHA384": CKM.SHA384_RSA_PKCS_PSS,
+            "SHA512": CKM.SHA512_RSA_PKCS_PSS}
+
+
+@dataclass(frozen=True)
+class NetHSMMechanism:
+    name: str
+    ckms: tuple[CKM, ...]  # PKCS#11 mechanisms it enables (on the private/secret key)
+    usage: CKA  # CKA_SIGN or CKA_DECRYPT or CKA_ENCRYPT of the private/secret key
+
+
+def _m(name, ckms, usage):
+    return NetHSMMechanism(name, tuple(ckms), usage)
+
+
+# In the NetHSM's own order (the order key JSON lists them).
+NETHSM_MECHANISMS: Final[dict[str, NetHSMMechanism]] = {m.name: m for m in (
+    _m("RSA_Decryption_RAW", [CKM.RSA_X_509], CKA.DECRYPT),
+    _m("RSA_Decryption_PKCS1", [CKM.RSA_PKCS], CKA.DECRYPT),
+    _m("RSA_Decryption_OAEP_MD5", [CKM.RSA_PKCS_OAEP], CKA.DECRYPT),
+    *(_m(f"RSA_Decryption_OAEP_{h}", [CKM.RSA_PKCS_OAEP], CKA.DECRYPT) for h in _SHA),
+    _m("RSA_Signature_PKCS1", [CKM.RSA_PKCS, CKM.SHA1_RSA_PKCS, CKM.SHA224_RSA_PKCS, CKM.SHA256_RSA_PKCS,
+                               CKM.SHA384_RSA_PKCS, CKM.SHA512_RSA_PKCS], CKA.SIGN),
+    _m("RSA_Signature_PSS_MD5", [CKM.RSA_PKCS_PSS], CKA.SIGN),
+    *(_m(f"RSA_Signature_PSS_{h}", [CKM.RSA_PKCS_PSS, _PSS_CKM[h]], CKA.SIGN) for h in _SHA),
+    _m("EdDSA_Signature", [CKM.EDDSA], CKA.SIGN),
+    _m("ECDSA_Signature", [CKM.ECDSA, CKM.ECDSA_SHA1, CKM.ECDSA_SHA224, CKM.ECDSA_SHA256, CKM.ECDSA_SHA384,
+                           CKM.ECDSA_SHA512], CKA.SIGN),
+    _m("BIP340_Signature", [], CKA.SIGN),  # not exposed as a PKCS#11 mechanism
+    _m("AES_Encryption_CBC", [CKM.AES_CBC, CKM.AES_CBC_PAD], CKA.ENCRYPT),
+    _m("AES_Decryption_CBC", [CKM.AES_CBC, CKM.AES_CBC_PAD], CKA.DECRYPT),
+)}
+
+# What a generated/imported key gets per usage attribute (ours: MD5 variants are never
+# granted; PKCS#11 has no MGF1-MD5, so they could not be used anyway).
+GENERATE_MECHANISMS: Final[dict[str, dict[CKA, tuple[str, ...]]]] = {
+    "RSA": {
+        CKA.SIGN: ("RSA_Signature_PKCS1", *(f"RSA_Signature_PSS_{h}" for h in _SHA)),
+        CKA.DECRYPT: ("RSA_Decryption_RAW", "RSA_Decryption_PKCS1", *(f"RSA_Decryption_OAEP_{h}" for h in _SHA)),
+    },
+    "EC": {CKA.SIGN: ("ECDSA_Signature",)},
+    "Curve25519": {CKA.SIGN: ("EdDSA_Signature",)},
+    "Generic": {CKA.ENCRYPT: ("AES_Encryption_CBC",), CKA.DECRYPT: ("AES_Decryption_CBC",)},
+}

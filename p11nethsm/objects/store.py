@@ -1,0 +1,375 @@
+"""Per-slot object store: handles, the key cache, C_FindObjects.
+
+Cache policy (documented in docs/objects.md):
+
+- Key JSON (GET /keys/{id}) is immutable for a given id except through move/delete, so it is
+  cached for the life of the module and revalidated by **list membership**: every enumeration
+  (a find that needs the full key set) does one GET /keys; ids no longer listed are evicted (their
+  handles become invalid), new ids are fetched with one GET /keys/{id} each. Enumerating N keys
+  costs N+1 requests the first time and 1 request afterwards when nothing changed. Label changes
+  made by another client on an existing id are not seen until the key is re-fetched.
+- A find whose template names a key id (CKA_ID, also through an alias) does not enumerate: it
+  answers from the cache, or fetches that one key (GET /keys/{id}, 404 → no match). A cached key
+  deleted by another client is noticed when used (404 evicts it) or at the next enumeration.
+- Certificates are fetched lazily: only for a find whose template can match a certificate (no
+  CKA_CLASS, or CKA_CLASS = CKO_CERTIFICATE, and only certificate attributes), and only for the
+  keys the template can name. Each key's certificate state (absent / present + DER) is cached for
+  CERT_TTL seconds, so a full enumeration including certificates costs 1 request when warm;
+  cold, it costs N+1 for the keys plus one GET /keys/{id}/cert per key. Finds for key classes
+  (what libp11, SunPKCS11 and p11tool mostly do) never touch certificates.
+- Concurrent enumerations are coalesced: a thread that asks while one runs waits for its result.
+- Per-key requests of one enumeration run on a few threads when the module may create threads.
+
+Handles are per (key id, object kind) and stable while the module is initialized; a key renamed
+through this module keeps its handles; a key evicted (deleted) loses them, and a key re-created
+under the same id gets new ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from loguru import logger
+
+from p11nethsm.api.errors import NotFound
+from p11nethsm.ck.constants import CKA, CKO
+from p11nethsm.ck.errors import AttributeValueInvalid, ObjectHandleInvalid, UserNotLoggedIn
+from p11nethsm.objects import attributes
+from p11nethsm.objects.id_encoding import encode_id, label_of
+from p11nethsm.objects.model import (
+    KeyInfo,
+    P11Object,
+    certificate_object,
+    key_from_json,
+    objects_for_key,
+    parse_certificate,
+)
+
+__all__ = ["ObjectStore", "CERT_TTL", "CERT_ATTRIBUTES"]
+
+CERT_TTL = 60.0
+MAX_WORKERS = 8
+_KIND_ORDER = (CKO.PRIVATE_KEY, CKO.PUBLIC_KEY, CKO.SECRET_KEY, CKO.CERTIFICATE)
+
+# Attributes a certificate object can have: a template with any other cannot match one.
+CERT_ATTRIBUTES = frozenset({
+    CKA.CLASS, CKA.TOKEN, CKA.PRIVATE, CKA.MODIFIABLE, CKA.COPYABLE, CKA.DESTROYABLE, CKA.LABEL, CKA.UNIQUE_ID,
+    CKA.CERTIFICATE_TYPE, CKA.TRUSTED, CKA.CERTIFICATE_CATEGORY, CKA.CHECK_VALUE, CKA.SUBJECT, CKA.ISSUER,
+    CKA.SERIAL_NUMBER, CKA.VALUE, CKA.ID, CKA.URL, CKA.HASH_OF_SUBJECT_PUBLIC_KEY, CKA.HASH_OF_ISSUER_PUBLIC_KEY,
+    CKA.JAVA_MIDP_SECURITY_DOMAIN, CKA.NAME_HASH_ALGORITHM, CKA.START_DATE, CKA.END_DATE,
+})
+
+
+@dataclass
+class _Entry:
+    info: KeyInfo
+    objects: dict[CKO, P11Object]
+    cert: P11Object | None = None
+    cert_checked: float | None = None  # monotonic time of the last cert fetch; None = unknown
+
+
+@dataclass
+class _Flight:
+    """One enumeration in progress (others wait for it)."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    ids: list[str] | None = None
+    error: BaseException | None = None
+
+
+class ObjectStore:
+    def __init__(self, slot):
+        self.slot = slot
+        self._lock = threading.RLock()
+        self._entries: dict[str, _Entry] = {}
+        self._handles: dict[tuple[str, CKO], int] = {}
+        self._by_handle: dict[int, tuple[str, CKO]] = {}
+        self._counter = itertools.count(1)
+        self._value_lens: dict[str, int] = {}  # Generic key lengths learnt at generate/import
+        self._aliases: dict[bytes, str] = {}  # enable_set_attribute_value: CKA_ID alias -> key id
+        self._flight: _Flight | None = None
+
+    # ------------------------------------------------------------------ handles
+    def _handle(self, key_id: str, kind: CKO) -> int:
+        key = (key_id, kind)
+        h = self._handles.get(key)
+        if h is None:
+            h = next(self._counter)
+            self._handles[key] = h
+            self._by_handle[h] = key
+        return h
+
+    def handle_of(self, key_id: str, kind: CKO) -> int:
+        with self._lock:
+            return self._handle(key_id, kind)
+
+    def _drop_handles(self, key_id: str) -> None:
+        for kind in _KIND_ORDER:
+            h = self._handles.pop((key_id, kind), None)
+            if h is not None:
+                self._by_handle.pop(h, None)
+
+    def get(self, session, handle: int) -> P11Object:
+        """The object of `handle` as seen by `session` (ObjectHandleInvalid otherwise)."""
+        with self._lock:
+            ref = self._by_handle.get(handle)
+            entry = self._entries.get(ref[0]) if ref is not None else None
+            obj = None
+            if entry is not None:
+                obj = entry.cert if ref[1] == CKO.CERTIFICATE else entry.objects.get(ref[1])
+        if obj is None:
+            raise ObjectHandleInvalid(f"no object with handle {handle}")
+        if obj.private and not session.can_see_private():
+            raise ObjectHandleInvalid(f"object {handle} is private and no user is logged in")
+        return obj
+
+    def key_of(self, handle: int) -> tuple[str, CKO] | None:
+        with self._lock:
+            return self._by_handle.get(handle)
+
+    # ------------------------------------------------------------------ cache
+    def _creds(self):
+        return self.slot.credentials(None)
+
+    def _build(self, key_id: str, data: dict) -> _Entry:
+        info = key_from_json(key_id, data, self._value_lens.get(key_id))
+        return _Entry(info, {o.kind: o for o in objects_for_key(info)})
+
+    def _fetch_key(self, creds, key_id: str) -> _Entry | None:
+        try:
+            data = self.slot.api.get_key(creds, key_id)
+        except NotFound:
+            return None
+        try:
+            return self._build(key_id, data)
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("{}: key {} skipped: {}", self.slot.name, key_id, exc)
+            return None
+
+    def _map(self, fn, items: list) -> list:
+        """fn over items, on a few threads when allowed and worth it."""
+        lib = getattr(self.slot, "library", None)
+        threads = getattr(lib, "threads_allowed", False) and not getattr(
+            getattr(lib, "config", None), "disable_thread_pool", False)
+        if not threads or len(items) < 4:
+            return [fn(x) for x in items]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(items)), thread_name_prefix="p11nethsm-enum") as ex:
+            return list(ex.map(fn, items))
+
+    def load_key(self, key_id: str, creds=None) -> _Entry | None:
+        """Fetch (or refetch) one key into the cache; None if it does not exist (evicted)."""
+        creds = creds or self._creds()
+        entry = self._fetch_key(creds, key_id)
+        with self._lock:
+            if entry is None:
+                self._evict(key_id)
+                return None
+            old = self._entries.get(key_id)
+            if old is not None:
+                entry.cert, entry.cert_checked = old.cert, old.cert_checked
+            self._entries[key_id] = entry
+            return entry
+
+    def _evict(self, key_id: str) -> None:
+        if self._entries.pop(key_id, None) is not None:
+            logger.debug("{}: key {} evicted from the object cache", self.slot.name, key_id)
+        self._drop_handles(key_id)
+
+    def forget_key(self, key_id: str) -> None:
+        """The key was deleted (through this module, or a 404 said so)."""
+        with self._lock:
+            self._evict(key_id)
+            self._value_lens.pop(key_id, None)
+
+    def enumerate(self, creds=None) -> list[str]:
+        """Revalidate the key list (1 request) and fetch new keys; coalesced between threads."""
+        with self._lock:
+            flight = self._flight
+            leader = flight is None
+            if leader:
+                flight = self._flight = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return list(flight.ids or ())
+        try:
+            ids = self._enumerate(creds or self._creds())
+            flight.ids = ids
+            return ids
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                self._flight = None
+            flight.done.set()
+
+    def _enumerate(self, creds) -> list[str]:
+        ids = self.slot.api.list_keys(creds)
+        listed = set(ids)
+        with self._lock:
+            for gone in [k for k in self._entries if k not in listed]:
+                self._evict(gone)
+            missing = [k for k in ids if k not in self._entries]
+        fetched = self._map(lambda k: (k, self._fetch_key(creds, k)), missing)
+        with self._lock:
+            for key_id, entry in fetched:
+                if entry is not None:
+                    self._entries[key_id] = entry
+            return [k for k in ids if k in self._entries]
+
+    def _load_cert(self, creds, entry: _Entry) -> None:
+        key_id = entry.info.key_id
+        try:
+            raw = self.slot.api.get_cert(creds, key_id)
+        except NotFound:
+            raw = None
+        cert = None
+        if raw is not None:
+            der = parse_certificate(raw)
+            if der is None:
+                logger.warning("{}: the certificate stored on key {} is not X.509; ignored", self.slot.name, key_id)
+            else:
+                cert = certificate_object(key_id, label_of(key_id, entry.info.label), der)
+        with self._lock:
+            entry.cert = cert
+            entry.cert_checked = time.monotonic()
+
+    def _ensure_certs(self, creds, entries: list[_Entry]) -> None:
+        now = time.monotonic()
+        stale = [e for e in entries if e.cert_checked is None or now - e.cert_checked > CERT_TTL]
+        if stale:
+            self._map(lambda e: self._load_cert(creds, e), stale)
+
+    def set_cert(self, key_id: str, der: bytes | None) -> int | None:
+        """A certificate was stored (der) or deleted (None) through this module."""
+        with self._lock:
+            entry = self._entries.get(key_id)
+            if entry is None:
+                return None
+            entry.cert = certificate_object(key_id, label_of(key_id, entry.info.label), der) if der else None
+            entry.cert_checked = time.monotonic()
+            return self._handle(key_id, CKO.CERTIFICATE) if der else None
+
+    def remember_value_len(self, key_id: str, length: int) -> None:
+        with self._lock:
+            self._value_lens[key_id] = length
+
+    def renamed(self, old_id: str, new_id: str) -> None:
+        """The key moved to `new_id` (NetHSM move): same handles, new CKA_ID/LABEL."""
+        with self._lock:
+            entry = self._entries.pop(old_id, None)
+            if old_id in self._value_lens:
+                self._value_lens[new_id] = self._value_lens.pop(old_id)
+            for kind in _KIND_ORDER:
+                h = self._handles.pop((old_id, kind), None)
+                if h is not None:
+                    self._handles[(new_id, kind)] = h
+                    self._by_handle[h] = (new_id, kind)
+            for alias, kid in list(self._aliases.items()):
+                if kid == old_id:
+                    self._aliases[alias] = new_id
+            if entry is None:
+                return
+            info = entry.info
+            info.key_id = new_id
+            new = _Entry(info, {o.kind: o for o in objects_for_key(info)})
+            if entry.cert is not None:
+                new.cert = certificate_object(new_id, label_of(new_id, info.label), entry.cert.cert_der)
+                new.cert_checked = entry.cert_checked
+            self._entries[new_id] = new
+
+    # ------------------------------------------------------------------ aliases
+    def set_alias(self, ck_id: bytes, key_id: str) -> None:
+        with self._lock:
+            self._aliases[bytes(ck_id)] = key_id
+        logger.info("{}: CKA_ID alias {!r} -> key {}", self.slot.name, ck_id, key_id)
+
+    def resolve(self, ck_id: bytes) -> str:
+        """The NetHSM key id a CKA_ID names (alias first; AttributeValueInvalid if unencodable)."""
+        with self._lock:
+            alias = self._aliases.get(bytes(ck_id))
+        return alias if alias is not None else encode_id(ck_id)
+
+    # ------------------------------------------------------------------ find
+    def find(self, session, template: list[tuple[int, bytes | None]]) -> list[int]:
+        """Handles of the objects matching the whole template, as `session` may see them."""
+        try:
+            creds = self._creds()
+        except UserNotLoggedIn:
+            logger.debug("{}: no credentials to list objects: empty result", self.slot.name)
+            return []
+        values = {cka: raw for cka, raw in template}
+        cls = None
+        if CKA.CLASS in values:
+            try:
+                cls = attributes.unpack(CKA.CLASS, values[CKA.CLASS] or b"")
+            except Exception:
+                return []
+            if cls not in _KIND_ORDER:
+                return []
+        want_certs = cls in (None, CKO.CERTIFICATE) and all(c in CERT_ATTRIBUTES for c in values)
+        want_keys = cls != CKO.CERTIFICATE
+
+        if CKA.ID in values:
+            try:
+                key_id = self.resolve(values[CKA.ID] or b"")
+            except AttributeValueInvalid:
+                return []
+            with self._lock:
+                entry = self._entries.get(key_id)
+            if entry is None:
+                entry = self.load_key(key_id, creds)
+            ids = [key_id] if entry is not None else []
+        else:
+            ids = self.enumerate(creds)
+
+        with self._lock:
+            entries = [self._entries[k] for k in ids if k in self._entries]
+        if want_certs and entries:
+            self._ensure_certs(creds, entries)
+
+        private_ok = session.can_see_private()
+        out: list[int] = []
+        with self._lock:
+            for entry in entries:
+                key_id = entry.info.key_id
+                candidates: list[P11Object] = []
+                if want_keys:
+                    candidates.extend(entry.objects[k] for k in _KIND_ORDER if k in entry.objects)
+                if want_certs and entry.cert is not None:
+                    candidates.append(entry.cert)
+                for obj in candidates:
+                    if obj.private and not private_ok:
+                        continue
+                    if cls is not None and obj.kind != cls:
+                        continue
+                    if self._matches(obj, template, values):
+                        out.append(self._handle(key_id, obj.kind))
+        return out
+
+    def _matches(self, obj: P11Object, template, values) -> bool:
+        if CKA.ID in values and self._aliases:
+            # An alias names the key: compare the rest of the template only.
+            raw = values[CKA.ID] or b""
+            if bytes(raw) in self._aliases:
+                template = [(c, r) for c, r in template if c != CKA.ID]
+        return obj.matches(template)
+
+    def objects(self) -> Iterable[P11Object]:
+        with self._lock:
+            for entry in self._entries.values():
+                yield from entry.objects.values()
+                if entry.cert is not None:
+                    yield entry.cert
+
+    def close(self) -> None:
+        with self._lock:
+            self._entries.clear()

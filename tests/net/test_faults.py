@@ -1,0 +1,259 @@
+"""Reliability against the NetHSM emulator with fault injection, threads allowed and not."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from p11nethsm.api.client import Credentials, NetHSM
+from p11nethsm.api.errors import PreconditionFailed, TransportError, Unauthorized
+from p11nethsm.net import instances as instances_mod
+from p11nethsm.net.tls import parse_fingerprint
+
+from .conftest import make_slot
+
+testing = pytest.importorskip("nethsm_emulator.testing")
+
+KEYS = {"p256key": {"type": "EC_P256", "mechanisms": ["ECDSA_Signature"]}}
+MSG = b"\x11" * 32
+SIGN = r"/keys/p256key/sign"
+
+
+@pytest.fixture(params=[True, False], ids=["threads", "nothreads"])
+def threads(request):
+    return request.param
+
+
+@pytest.fixture
+def emu1():
+    with testing.start_emulator(instances=1, provisioned=True, keys=KEYS) as run:
+        yield run
+
+
+@pytest.fixture
+def emu2():
+    with testing.start_emulator(instances=2, provisioned=True, keys=KEYS) as run:
+        yield run
+
+
+@pytest.fixture
+def make(threads):
+    made = []
+
+    def make_client(emu, **kw) -> NetHSM:
+        c = NetHSM(make_slot(emu.urls, pins=[parse_fingerprint(emu.fingerprint)], **kw), threads=threads)
+        made.append(c)
+        return c
+
+    yield make_client
+    for c in made:
+        c.close()
+
+
+def op(emu) -> Credentials:
+    return Credentials(*emu.operator)
+
+
+def admin(emu) -> Credentials:
+    return Credentials(*emu.admin)
+
+
+def test_stalled_instance_fails_one_call_within_timeout_plus_one(emu1, make):
+    c = make(emu1, timeout=1.0)
+    c.sign(op(emu1), "p256key", "ECDSA", MSG)
+    emu1.instances[0].stall(path=SIGN)
+    t = time.monotonic()
+    with pytest.raises(TransportError) as exc:
+        c.sign(op(emu1), "p256key", "ECDSA", MSG)
+    assert time.monotonic() - t < 2.0
+    assert "timed out" in str(exc.value)
+    emu1.instances[0].clear_faults()
+
+
+def test_instance_back_during_retry_window_serves_the_call_inside_the_bound(emu1, make):
+    count, delay, timeout = 6, 0.5, 1.0
+    c = make(emu1, timeout=timeout, retries=(count, delay))
+    c.sign(op(emu1), "p256key", "ECDSA", MSG)
+    inst = emu1.instances[0]
+    inst.down()
+    threading.Timer(1.2, inst.up).start()
+    t = time.monotonic()
+    assert len(c.sign(op(emu1), "p256key", "ECDSA", MSG)) > 60
+    assert time.monotonic() - t <= (count + 1) * timeout + 3 + count * delay
+
+
+def test_worst_case_requests_and_duration_bounds(emu1, make, threads, monkeypatch):
+    monkeypatch.setattr(instances_mod, "BACKOFF", (0.0,))  # every failed instance is due at once
+    count, timeout = 3, 0.5
+    c = make(emu1, timeout=timeout, retries=(count, 0))
+    c.sign(op(emu1), "p256key", "ECDSA", MSG)
+    inst = emu1.instances[0]
+    inst.reset_requests()
+    inst.stall(path=SIGN)
+    stats = c.stats[emu1.urls[0]]
+    before, checks_before = stats.requests, stats.health_checks
+    t = time.monotonic()
+    with pytest.raises(TransportError) as exc:
+        c.sign(op(emu1), "p256key", "ECDSA", MSG)
+    elapsed = time.monotonic() - t
+    sent = stats.requests - before
+    checks = stats.health_checks - checks_before
+    assert exc.value.attempts == count + 1
+    assert sent - checks == count + 1  # API requests
+    if not threads:
+        assert sent <= count + 1 + 3  # inline health checks included
+    assert elapsed <= (count + 1) * timeout + 3
+    assert inst.request_count(path=SIGN) == count + 1
+    inst.clear_faults()
+
+
+def test_inline_health_checks_are_at_most_three_per_call(make, threads, monkeypatch):
+    if threads:
+        pytest.skip("inline checks only without threads")
+    monkeypatch.setattr(instances_mod, "BACKOFF", (0.0,))
+    with testing.start_emulator(instances=4, provisioned=True, keys=KEYS) as emu:
+        c = make(emu, timeout=1.0, retries=(2, 0))
+        for inst in emu.instances:
+            inst.down()
+        for _ in range(3):
+            before = sum(s.health_checks for s in c.stats.values())
+            t = time.monotonic()
+            with pytest.raises(TransportError):
+                c.sign(op(emu), "p256key", "ECDSA", MSG)
+            assert sum(s.health_checks for s in c.stats.values()) - before <= 3
+            assert time.monotonic() - t < 3 * 1.0 + 3
+
+
+def test_failover_under_eight_thread_load_and_restore(emu2, make, threads, monkeypatch):
+    monkeypatch.setattr(instances_mod, "BACKOFF", (0.5, 0.5, 1.0))
+    c = make(emu2, timeout=2.0, retries=(3, 0.2), max_conns=8)
+    creds = op(emu2)
+    failures: list[BaseException] = []
+    done = threading.Event()
+    counts = [0] * 8
+
+    def worker(i):
+        while not done.is_set():
+            try:
+                c.sign(creds, "p256key", "ECDSA", MSG)
+                counts[i] += 1
+            except BaseException as exc:  # noqa: BLE001
+                failures.append(exc)
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for w in workers:
+        w.start()
+    time.sleep(0.8)
+    dead = emu2.instances[1]
+    dead.down()
+    time.sleep(1.5)
+    dead.up()
+    time.sleep(0.5)
+    done.set()
+    for w in workers:
+        w.join(20)
+    assert failures == []
+    assert sum(counts) > 16
+    url = emu2.urls[1]
+    inst = next(i for i in c.instances if i.name == url)
+    deadline = time.monotonic() + 10
+    while not inst.usable and time.monotonic() < deadline:
+        if threads:
+            time.sleep(0.1)
+        else:
+            c.sign(creds, "p256key", "ECDSA", MSG)  # inline checks ride on calls
+            time.sleep(0.1)
+    assert inst.usable and inst.health.state_id == "reachable"
+    dead.reset_requests()
+    for _ in range(6):
+        c.sign(creds, "p256key", "ECDSA", MSG)
+    assert dead.request_count(path=SIGN) >= 2  # back in the round robin
+
+
+def test_stalled_pooled_connections_are_abandoned_and_next_call_is_fast(emu1, make):
+    c = make(emu1, timeout=1.0)
+    creds = op(emu1)
+    c.sign(creds, "p256key", "ECDSA", MSG)
+    c.sign(creds, "p256key", "ECDSA", MSG)
+    inst = emu1.instances[0]
+    inst.stall(path=SIGN, count=1)
+    with pytest.raises(TransportError):
+        c.sign(creds, "p256key", "ECDSA", MSG)
+    t = time.monotonic()
+    c.sign(creds, "p256key", "ECDSA", MSG)
+    assert time.monotonic() - t < 0.8
+    inst.clear_faults()
+
+
+def test_stalled_pooled_connection_with_retries_succeeds_on_a_fresh_one(emu1, make):
+    c = make(emu1, timeout=1.0, retries=(1, 0))
+    creds = op(emu1)
+    c.sign(creds, "p256key", "ECDSA", MSG)
+    emu1.instances[0].stall(path=SIGN, count=1)
+    t = time.monotonic()
+    c.sign(creds, "p256key", "ECDSA", MSG)
+    assert time.monotonic() - t < 1.0 + 1.0
+    emu1.instances[0].clear_faults()
+
+
+@pytest.mark.parametrize("fault", ["stall_after_processing", "reset_after"])
+def test_generation_with_lost_answer_leaves_exactly_one_key(emu1, make, fault):
+    c = make(emu1, timeout=1.0, retries=(3, 0))
+    creds = admin(emu1)
+    before = set(c.list_keys(creds))
+    inst = emu1.instances[0]
+    if fault == "reset_after":
+        inst.reset_connections(method="POST", path="/keys/generate", count=1, after_processing=True)
+    else:
+        inst.stall_after_processing(method="POST", path="/keys/generate", count=1)
+    kid = c.generate_key(creds, key_type="EC_P256", mechanisms=["ECDSA_Signature"])
+    after = set(c.list_keys(creds))
+    assert after - before == {kid}
+    assert inst.request_count(method="POST", path="/keys/generate") <= 1 + 0  # never generated again
+    inst.clear_faults()
+
+
+def test_generation_not_sent_is_failed_over(emu2, make):
+    c = make(emu2, timeout=1.0, retries=(2, 0))
+    creds = admin(emu2)
+    emu2.instances[0].down()
+    before = set(c.list_keys(creds))
+    kids = [c.generate_key(creds, key_type="EC_P256", mechanisms=["ECDSA_Signature"]) for _ in range(3)]
+    assert set(c.list_keys(creds)) - before == set(kids)
+
+
+def test_all_instances_locked_gives_precondition_failed_quickly(emu2, make):
+    c = make(emu2, timeout=2.0, retries=(3, 1.0))
+    for inst in emu2.instances:
+        inst.lock()
+    t = time.monotonic()
+    with pytest.raises(PreconditionFailed):
+        c.sign(op(emu2), "p256key", "ECDSA", MSG)
+    assert time.monotonic() - t < 0.5
+    assert c.health_state() == "Locked"
+
+
+def test_one_locked_instance_is_failed_over(emu2, make):
+    c = make(emu2, timeout=2.0, retries=(1, 0))
+    emu2.instances[0].lock()
+    for _ in range(4):
+        c.sign(op(emu2), "p256key", "ECDSA", MSG)
+
+
+def test_server_error_on_one_instance_is_failed_over(emu2, make):
+    c = make(emu2, timeout=2.0, retries=(1, 0))
+    emu2.instances[1].fail(503, path=SIGN)
+    for _ in range(4):
+        c.sign(op(emu2), "p256key", "ECDSA", MSG)
+    emu2.instances[1].clear_faults()
+
+
+def test_no_retry_of_the_same_user_within_one_second_after_401(emu1, make):
+    c = make(emu1, timeout=2.0)
+    with pytest.raises(Unauthorized):
+        c.sign(Credentials("operator", "wrong passphrase"), "p256key", "ECDSA", MSG)
+    t = time.monotonic()
+    assert c.sign(op(emu1), "p256key", "ECDSA", MSG)  # would be 429 if sent at once
+    assert time.monotonic() - t >= 1.0
