@@ -261,12 +261,15 @@ class Rest:
 
 
 # Keys used by P1/P5 (ids; the module exposes the id as CKA_LABEL and CKA_ID).
-EC_KEY, RSA_KEY = "benchec", "benchrsa"
+EC_KEY, RSA_KEY, RSA4K_KEY = "benchec", "benchrsa", "benchrsa4k"
 # What the C harness sends for each algorithm, i.e. what the raw baseline must send.
 SIGN_CASES = {
     "ecdsa": {"alg": "ecdsa", "key": EC_KEY, "mode": "ECDSA", "msg_len": 32, "title": "ECDSA P-256 (CKM_ECDSA, 32 B)"},
     "rsa": {"alg": "rsa", "key": RSA_KEY, "mode": "PKCS1", "msg_len": 51,
             "title": "RSA-2048 (CKM_RSA_PKCS, 51 B DigestInfo)"},
+    # P5: a signature that costs the emulator far more CPU than the client (like a real appliance)
+    "rsa4k": {"alg": "rsa", "key": RSA4K_KEY, "mode": "PKCS1", "msg_len": 51,
+              "title": "RSA-4096 (CKM_RSA_PKCS, 51 B DigestInfo)"},
 }
 
 
@@ -288,6 +291,8 @@ def provision_bench_keys(rest: Rest):
         rest.generate(EC_KEY, "EC_P256", ["ECDSA_Signature"])
     if RSA_KEY not in have:
         rest.generate(RSA_KEY, "RSA", ["RSA_Signature_PKCS1"], 2048)
+    if RSA4K_KEY not in have:
+        rest.generate(RSA4K_KEY, "RSA", ["RSA_Signature_PKCS1"], 4096)
 
 
 # ------------------------------------------------------------------ module config

@@ -13,6 +13,7 @@
  * Options: --token LABEL (default: first slot with a token)  --pin PIN  --threads N
  *          --seconds S (measured)  --warmup W  --key LABEL  --batch B (find)  --msg-len L
  *          --rounds R (percall/sign: R measured windows in one process, one line each)
+ *          --class C (find: template {CKA_CLASS = C}; default: the empty template)
  * Every result is one line on stdout starting with "RESULT " followed by JSON.
  */
 #define _GNU_SOURCE
@@ -99,6 +100,7 @@ typedef struct {
 static CK_FUNCTION_LIST *F;
 static const char *opt_token = NULL, *opt_pin = NULL, *opt_key = NULL, *opt_fn = "sessioninfo",
                   *opt_mech = "ecdsa";
+static long opt_class = -1; /* find: CKA_CLASS to match, -1 = empty template */
 static int opt_threads = 1, opt_passes = 2, opt_sync = 0, opt_batch = 100, opt_msg_len = -1,
            opt_rounds = 1;
 static double opt_seconds = 3.0, opt_warmup = 0.5;
@@ -381,7 +383,9 @@ static int cmd_find(void) {
     for (int p = 0; p < opt_passes; p++) {
         if (opt_sync && !fgets(line, sizeof line, stdin)) break;
         double t0 = now();
-        CK(F->C_FindObjectsInit(h, NULL, 0));
+        CK_OBJECT_CLASS cls = (CK_OBJECT_CLASS)opt_class;
+        CK_ATTRIBUTE tmpl = {CKA_CLASS, &cls, sizeof cls};
+        CK(F->C_FindObjectsInit(h, opt_class >= 0 ? &tmpl : NULL, opt_class >= 0 ? 1 : 0));
         unsigned long found = 0, calls = 0;
         for (;;) {
             CK_ULONG n = 0;
@@ -423,6 +427,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) opt_batch = atoi(v);
         else if (!strcmp(a, "--msg-len")) opt_msg_len = atoi(v);
         else if (!strcmp(a, "--rounds")) opt_rounds = atoi(v);
+        else if (!strcmp(a, "--class")) opt_class = atol(v);
         else { fprintf(stderr, "unknown option %s\n", a); return 2; }
     }
     if (opt_threads < 1) opt_threads = 1;

@@ -14,6 +14,7 @@ password (the config password is used again after C_Logout).
 
 from __future__ import annotations
 
+import enum
 import itertools
 import threading
 from typing import TYPE_CHECKING, Any
@@ -29,17 +30,35 @@ from p11nethsm.ck.errors import (
     UserNotLoggedIn,
 )
 from p11nethsm.config.model import Config, SlotConfig, UserConfig
-from p11nethsm.state.login import Role, TokenLogin
-from p11nethsm.state.operation import Operation, OpKind
-from p11nethsm.state.token import TokenPresence
 
-if TYPE_CHECKING:  # heavy or not-yet-written modules: imported lazily at first use
+if TYPE_CHECKING:  # imported lazily at first use, so that C_Initialize stays light
     from p11nethsm.api.client import Credentials, NetHSM
+    from p11nethsm.state.login import TokenLogin
+    from p11nethsm.state.operation import Operation
+    from p11nethsm.state.token import TokenPresence
 
 __all__ = [
     "Library", "Slot", "Session", "Role", "OpKind", "get_library", "current", "initialize",
     "finalize", "drop_in_child",
 ]
+
+class Role(enum.Enum):
+    """NetHSM users of a slot: CKU_USER is the operator, CKU_SO the administrator."""
+
+    OPERATOR = "operator"
+    ADMINISTRATOR = "administrator"
+
+
+class OpKind(enum.Enum):
+    """The operation slots of a session (one operation of each kind at a time)."""
+
+    FIND = "find"
+    SIGN = "sign"
+    VERIFY = "verify"
+    ENCRYPT = "encrypt"
+    DECRYPT = "decrypt"
+    DIGEST = "digest"
+
 
 _library: Library | None = None
 _init_lock = threading.Lock()
@@ -70,11 +89,40 @@ class Slot:
         self._lock = threading.Lock()
         self._api: NetHSM | None = None
         self._objects: Any = None
-        self.token = TokenPresence(f"token[{slot_id}]", self._health_state)
-        self.login = TokenLogin(f"login[{slot_id}]")
-        self.cache: dict[str, Any] = {}  # /info and /system/info answers (slot_token handlers)
+        self._token: TokenPresence | None = None
+        self._login: TokenLogin | None = None
+        self.cache: dict[str, Any] = {}
+        # config is frozen: precomputed for the per-call paths
+        self._default_role = Role.OPERATOR if config.operator is not None else Role.ADMINISTRATOR
+        default_user = config.operator if config.operator is not None else config.administrator
+        self._default_pw = default_user is not None and default_user.has_password  # /info and /system/info answers (slot_token handlers)
 
     # -- lazily built collaborators -------------------------------------------------------------
+    # (python-statemachine, the HTTP client and the object store are imported on first use)
+    @property
+    def token(self) -> TokenPresence:
+        token = self._token
+        if token is None:
+            with self._lock:
+                if self._token is None:
+                    from p11nethsm.state.token import TokenPresence
+
+                    self._token = TokenPresence(f"token[{self.slot_id}]", self._health_state)
+                token = self._token
+        return token
+
+    @property
+    def login(self) -> TokenLogin:
+        login = self._login
+        if login is None:
+            with self._lock:
+                if self._login is None:
+                    from p11nethsm.state.login import TokenLogin
+
+                    self._login = TokenLogin(f"login[{self.slot_id}]")
+                login = self._login
+        return login
+
     @property
     def api(self) -> NetHSM:
         api = self._api
@@ -113,7 +161,7 @@ class Slot:
 
     @property
     def default_role(self) -> Role:
-        return Role.OPERATOR if self.config.operator is not None else Role.ADMINISTRATOR
+        return self._default_role
 
     def password(self, role: Role) -> str | None:
         """The PIN from C_Login for `role`, else the configured password, else None."""
@@ -157,8 +205,7 @@ class Slot:
         return Credentials(user.username, password)
 
     def default_password_configured(self) -> bool:
-        user = self.user(self.default_role)
-        return user is not None and user.has_password
+        return self._default_pw
 
     # -- sessions -------------------------------------------------------------------------------
     def sessions(self) -> list[Session]:
@@ -195,9 +242,11 @@ class Session:
         usable as that user, so it reports USER functions (operator) or, for an
         administrator-only slot, SO functions on R/W sessions (as the vendor module; OpenDNSSEC
         checks for it)."""
-        role = self.slot.login.role
-        if role is None and self.slot.default_password_configured():
-            role = self.slot.default_role
+        slot = self.slot
+        login = slot._login
+        role = login.role if login is not None else None
+        if role is None and slot._default_pw:
+            role = slot._default_role
             if role is Role.ADMINISTRATOR and not self.rw:
                 role = None
         if role is Role.OPERATOR:
@@ -208,7 +257,8 @@ class Session:
 
     def can_see_private(self) -> bool:
         """Logged in, or the default user's password is configured."""
-        return self.slot.login.role is not None or self.slot.default_password_configured()
+        login = self.slot._login
+        return (login is not None and login.role is not None) or self.slot._default_pw
 
     def require_rw(self) -> None:
         if not self.rw:
@@ -217,6 +267,8 @@ class Session:
     def op(self, kind: OpKind) -> Operation:
         op = self._ops.get(kind)
         if op is None:
+            from p11nethsm.state.operation import Operation
+
             op = self._ops[kind] = Operation(kind, f"op[{kind.value} slot {self.slot.slot_id} session {self.handle}]")
         return op
 
@@ -265,8 +317,9 @@ class Library:
             last = not any(s.slot is session.slot for s in self.sessions.values())
         session.abort_all()
         logger.debug("{}: session {} closed", session.slot.name, handle)
-        if last:  # spec: closing the last session of a token logs the user out
-            session.slot.login.reset(session=handle)
+        login = session.slot._login
+        if last and login is not None:  # spec: closing the last session of a token logs the user out
+            login.reset(session=handle)
 
     def close_all_sessions(self, slot: Slot) -> None:
         with self.lock:
@@ -276,7 +329,8 @@ class Library:
             session.abort_all()
         if closed:
             logger.debug("{}: closed all sessions {}", slot.name, handles)
-        slot.login.reset(session=None)
+        if slot._login is not None:
+            slot._login.reset(session=None)
 
     def finalize(self) -> None:
         self.finalized.set()
@@ -286,7 +340,8 @@ class Library:
         for session in closed:
             session.abort_all()
         for slot in self.slots:
-            slot.login.reset()
+            if slot._login is not None:
+                slot._login.reset()
             slot.close()
 
 

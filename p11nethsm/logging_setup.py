@@ -109,6 +109,9 @@ class SyslogSink:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._unix_type = socket.SOCK_DGRAM
+        self._down_until = 0.0  # after a failed reconnect, drop messages for a while
+
+    RETRY_AFTER = 10.0
 
     def format(self, levelno: int, level: str, text: str, when: float | None = None) -> bytes:
         pri = self.facility * 8 + _severity(levelno)
@@ -125,6 +128,8 @@ class SyslogSink:
         data = self.format(record["level"].no, _level_name(record["level"].name), text,
                            record["time"].timestamp())
         with self._lock:
+            if self._sock is None and time.monotonic() < self._down_until:
+                return  # the target was unreachable a moment ago: do not block every call on it
             try:
                 self._send(data)
             except OSError:
@@ -133,6 +138,7 @@ class SyslogSink:
                     self._send(data)  # one reconnect (TCP peer restarted, syslogd reloaded)
                 except OSError:
                     self._close()
+                    self._down_until = time.monotonic() + self.RETRY_AFTER
 
     def _connect(self) -> socket.socket:
         t = self.target

@@ -55,6 +55,7 @@ class HsmHandler(BaseHTTPRequestHandler):
     def setup(self):
         raw = self.request
         raw.settimeout(30)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle/delayed-ACK stalls
         self.server.track(raw, True)
         self._raw = raw
         self.request = self.server.instance.device.tls.context.wrap_socket(raw, server_side=True)
@@ -146,7 +147,8 @@ class HsmHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", resp.content_type)
         if resp.status not in (204, 304):
             self.send_header("Content-Length", str(len(resp.body)))
-        self.end_headers()
+        # Headers and body in one write (one TLS record, one TCP segment burst).
+        self._headers_buffer.append(b"\r\n")
         if method != "HEAD" and resp.body and resp.status not in (204, 304):
-            self.wfile.write(resp.body)
-        self.wfile.flush()
+            self._headers_buffer.append(resp.body)
+        self.flush_headers()

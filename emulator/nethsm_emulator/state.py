@@ -138,6 +138,8 @@ class Device:
         return t is not None and time.monotonic() - t < 1.0
 
     def record_failure(self, table: str, key):
+        if not self.throttle_enabled:
+            return
         getattr(self, table)[key] = time.monotonic()
 
     # ------------------------------------------------------------ persistence

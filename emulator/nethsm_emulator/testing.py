@@ -12,11 +12,14 @@ Fixtures (enable with `pytest_plugins = ["nethsm_emulator.testing"]` in a confte
 from __future__ import annotations
 
 
+import queue
 import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 
 from .control import ControlClient, ControlServer
@@ -118,16 +121,16 @@ def start_emulator_process(instances: int = 1, *, provisioned: bool = False,
         cmd.append("--provision")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     urls, fp, control_url = [], None, None
-    import select
-    import time
+    lines: queue.Queue = queue.Queue()
+    # a reader thread, because select() does not see lines already in Python's buffer
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
     deadline = time.monotonic() + timeout
     while control_url is None:
-        if time.monotonic() > deadline or proc.poll() is not None:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic())).strip()
+        except queue.Empty:
             proc.kill()
-            raise RuntimeError(f"emulator process did not start (rc={proc.poll()})")
-        if not select.select([proc.stdout], [], [], 0.5)[0]:
-            continue
-        line = proc.stdout.readline().strip()
+            raise RuntimeError(f"emulator process did not start (rc={proc.poll()})") from None
         m = _LISTEN.match(line)
         if m:
             urls.append(m.group(1))

@@ -46,6 +46,14 @@ WHITELIST = [
     (400, "DELETE", r"^/users/[^/]+/tags/[^/]+$", "invalid UserID in path gives 400 (notes §9)"),
     (400, "GET", r"^/keys/[^/]*\*$", "empty or invalid prefix in GET /keys/{prefix}* gives 400 "
                                      "(notes §5.5)"),
+    (400, "POST", r"^/config/tls/csr\.pem$", "malformed/strict-JSON body gives 400 on every JSON "
+                                              "endpoint (notes §1, §8); the spec omits 400 here"),
+    (400, "PUT", r"^/keys/[^/]+/label$", "label longer than 32 bytes or invalid gives 400 "
+                                         "(notes §5.7); the main spec omits 400 here"),
+    (401, "POST", r"^/system/restore$", "restore on an Operational device needs R-Admin Basic "
+                                        "auth (notes §3 table); the spec lists no 401/403"),
+    (403, "POST", r"^/system/restore$", "restore on an Operational device is R-Admin only "
+                                        "(notes §3 table, §7.3)"),
     (412, "POST", r"^/system/backup$", "backup without a backup passphrase gives 412 (notes §7.3)"),
     (503, "POST", r"^/keys/[^/]+/decrypt$", "RAW decrypt of a value below 2 raises an unhandled "
                                             "exception in the firmware: 503 (notes §6.2)"),

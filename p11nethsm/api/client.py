@@ -47,7 +47,6 @@ from p11nethsm.api.errors import (
     Conflict,
     NetHSMError,
     NotFound,
-    PreconditionFailed,
     TLSVerificationError,
     TransportError,
     error_for_status,
@@ -67,13 +66,16 @@ _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?:~[A-Za-z0-9][A-Za-z0-9_.-]{0,127})?")
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
-# Header sets by kind: what we send (Content-Type) and accept.
-_KINDS: dict[str, dict[str, str]] = {
-    "get": {"Accept": "*/*"},
-    "json": {"Accept": "*/*", "Content-Type": JSON},
-    "pem": {"Accept": PEM},
-    "octets": {"Accept": OCTETS},
-    "put_octets": {"Accept": "*/*", "Content-Type": OCTETS},
+# Header sets by kind: what we send (Content-Type) and accept; encoded once (p11nethsm.net.pool).
+_KINDS: dict[str, list[bytes]] = {
+    kind: [f"{k}: {v}".encode("ascii") for k, v in {"User-Agent": "p11nethsm", **hdrs}.items()]
+    for kind, hdrs in {
+        "get": {"Accept": "*/*"},
+        "json": {"Accept": "*/*", "Content-Type": JSON},
+        "pem": {"Accept": PEM},
+        "octets": {"Accept": OCTETS},
+        "put_octets": {"Accept": "*/*", "Content-Type": OCTETS},
+    }.items()
 }
 
 
@@ -88,11 +90,11 @@ class Credentials:
     password: str = field(repr=False)  # never logged
 
     @cached_property
-    def headers(self) -> dict[str, dict[str, str]]:
-        """The request header sets of this user, built once (Basic auth header included)."""
+    def headers(self) -> dict[str, list[bytes]]:
+        """The encoded request header lines of this user by kind, built once (Basic auth included)."""
         token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
-        auth = "Basic " + token
-        return {kind: {"Authorization": auth, **hdrs} for kind, hdrs in _KINDS.items()}
+        auth = b"Authorization: Basic " + token.encode("ascii")
+        return {kind: [auth, *lines] for kind, lines in _KINDS.items()}
 
 
 class _Invalid(Exception):
@@ -138,14 +140,6 @@ def _str(obj: dict, name: str, *, optional: bool = False) -> str | None:
 
 def _field_b64(obj: Any, name: str) -> bytes:
     return _b64d(_obj(obj).get(name), name)
-
-
-def _str_dict(obj: Any) -> dict:
-    obj = _obj(obj)
-    for k, v in obj.items():
-        if not isinstance(v, (str, int, float, bool, dict, list)) or isinstance(v, bool) and False:
-            raise _Invalid(f"{k!r}: unexpected {type(v).__name__}")
-    return obj
 
 
 def _check_key(obj: Any) -> dict:
@@ -276,7 +270,7 @@ class NetHSM:
             self._respect_throttle(creds.username)
         policy = self._policies[idempotent]
         inline = 0 if self.threads else 3
-        locked: set[str] = set()
+        locked: set[str] | None = None  # instances that answered 412 during this call
         while True:
             if inline:
                 inline = self._inline_checks(inline)
@@ -298,6 +292,7 @@ class NetHSM:
             err = self._status_error(inst.name, method, path, status, ctype, data, creds)
             if status == 412 or status >= 500:
                 if status == 412:
+                    locked = locked or set()
                     locked.add(inst.name)
                     if len(locked) == len(self._instances):
                         inst.mark_failed("412")

@@ -17,7 +17,6 @@ C_Initialize logs. Anything malformed raises ConfigError(file, key, problem).
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -121,6 +120,8 @@ class _Reader:
             if not isinstance(key, str):
                 raise ConfigError(f"key {key!r} is not a string", file=file, key=path or "(top level)")
             if key not in known:
+                import difflib
+
                 close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6) or \
                     difflib.get_close_matches(key, sorted(ALL_KEYS), n=1, cutoff=0.75)
                 hint = f"; did you mean '{close[0]}'?" if close else ""

@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from loguru import logger
 
 from p11nethsm.api.errors import NetHSMError
@@ -41,6 +39,8 @@ WAIT_POLL_SECONDS = 1.0
 
 
 def derived_serial(slot: Slot) -> str:
+    import hashlib
+
     text = "p11nethsm-serial\n" + slot.config.label + "\n" + "\n".join(sorted(i.url for i in slot.config.instances))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16].upper()
 
@@ -179,7 +179,11 @@ def C_GetMechanismInfo(slotID, type, pInfo):  # noqa: A002  (the spec's argument
         raise ArgumentsBad("pInfo is NULL")
     from p11nethsm.mechanisms.registry import mechanism_info
 
-    min_size, max_size, flags = mechanism_info(type)
+    info = mechanism_info(type)
+    if hasattr(info, "min_key"):  # registry.MechInfo
+        min_size, max_size, flags = info.min_key, info.max_key, info.flags
+    else:  # the (min, max, flags) tuple of the original contract
+        min_size, max_size, flags = info
     out = CK_MECHANISM_INFO(int(min_size), int(max_size), int(flags))
     write_struct(pInfo, out)
 

@@ -1,0 +1,8 @@
+"""Network layer of the NetHSM client (imported lazily: urllib3 and ssl stay out of C_Initialize).
+
+* `tls`       TLS policy per instance: system trust, `ca_file`, pinned fingerprints, insecure
+* `pool`      urllib3 pool per instance (idle age, keepalive, pin check) and the one exchange
+* `retry`     the immutable retry policy of one API call
+* `instances` instances of a slot: health flags, back-off, round-robin choice
+* `health`    GET /health/ready checks: background thread, or inline when threads are disallowed
+"""

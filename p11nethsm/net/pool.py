@@ -15,6 +15,7 @@ pooled connections (`connections_max_idle_duration`), TCP keepalive options, a q
 
 from __future__ import annotations
 
+import http.client
 import queue
 import socket
 import time
@@ -119,6 +120,7 @@ class InstancePool(HTTPSConnectionPool):
         super().__init__(host, port, maxsize=maxsize, block=False, retries=False, ssl_context=ssl_context,
                          socket_options=socket_options)
         self.label = label
+        self.host_line = f"Host: {host}:{port}".encode("idna" if not host.isascii() else "ascii")
         self.pins = pins
         self.request_timeout = timeout
         self.max_idle = max_idle
@@ -177,12 +179,16 @@ class InstancePool(HTTPSConnectionPool):
         """After fork: drop every pooled connection without closing it (the parent still owns it)."""
         self.pool = None
 
-    def exchange(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
+    def exchange(self, method: str, url: str, body: bytes | None, header_lines: list[bytes],
                  conn: NetHSMConnection | None = None) -> tuple[int, str, bytes]:
         """Send one request, read the whole answer: (status, content type, body).
 
-        Raises ExchangeError (no usable answer) or BodyTooLarge. With `conn`, use that connection
-        (a health check on a fresh, unpooled connection) and never pool it.
+        `header_lines` are encoded `Name: value` lines (built once per credentials, not per
+        request). The request goes out in one write (headers and body together: no Nagle /
+        delayed-ACK stall) and the answer is read with plain http.client (urllib3's response
+        wrapper is not needed: we always read the whole, bounded body).
+        Raises ExchangeError (no usable answer) or BodyTooLarge. With `conn`, use that
+        connection (a health check on a fresh, unpooled connection) and never pool it.
         """
         pooled = conn is None
         if pooled:
@@ -194,17 +200,27 @@ class InstancePool(HTTPSConnectionPool):
                 self.stats.connections += 1
             phase = Phase.SEND
             self.stats.requests += 1
-            conn.request(method, url, body=body, headers=headers, preload_content=False)
+            _putrequest(conn, method, url, skip_host=True, skip_accept_encoding=True)
+            buf = conn._buffer  # http.client's pending header lines
+            buf.append(self.host_line)
+            buf.extend(header_lines)
+            if body is not None:
+                buf.append(b"Content-Length: %d" % len(body))
+            elif method in _BODY_METHODS:
+                buf.append(b"Content-Length: 0")
+            conn.endheaders(body)
             phase = Phase.READ
-            resp = conn.getresponse()
-            length = resp.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) > MAX_BODY:
-                raise BodyTooLarge(length)
+            resp = _getresponse(conn)
+            length = resp.length
+            if length is not None and length > MAX_BODY:
+                raise BodyTooLarge(str(length))
             data = resp.read(MAX_BODY + 1)
             if len(data) > MAX_BODY:
                 raise BodyTooLarge(f">{MAX_BODY}")
             status = resp.status
-            ctype = resp.headers.get("Content-Type", "")
+            ctype = resp.msg.get("Content-Type") or ""
+            if not resp.isclosed():  # the connection ended before the announced length
+                raise http.client.IncompleteRead(data, resp.length)
         except BaseException as exc:
             conn.close()
             if pooled:
@@ -215,3 +231,8 @@ class InstancePool(HTTPSConnectionPool):
         if pooled:
             self._put_conn(conn)
         return status, ctype, data
+
+
+_putrequest = http.client.HTTPConnection.putrequest
+_getresponse = http.client.HTTPConnection.getresponse
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})

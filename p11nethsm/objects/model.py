@@ -85,7 +85,7 @@ class KeyInfo:
     @property
     def ckk(self) -> CKK:
         if self.nethsm_type == "Generic":
-            if any(m.startswith("AES_") for m in self.mechanisms):
+            if any(m.startswith("AES_") for m in self.mechanisms) and self.value_len in (None, 16, 24, 32):
                 return CKK.AES
             return CKK.GENERIC_SECRET
         return KEY_TYPES[self.nethsm_type]

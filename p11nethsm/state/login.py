@@ -19,7 +19,6 @@ moves the machine. Every transition is logged with the slot and the session that
 
 from __future__ import annotations
 
-import enum
 import threading
 
 from loguru import logger
@@ -30,16 +29,10 @@ from p11nethsm.ck.errors import (
     UserAnotherAlreadyLoggedIn,
     UserNotLoggedIn,
 )
+from p11nethsm.library import Role
 from p11nethsm.state.base import Machine, State
 
 __all__ = ["Role", "LoginChart", "TokenLogin"]
-
-
-class Role(enum.Enum):
-    """NetHSM users of a slot: CKU_USER is the operator, CKU_SO the administrator."""
-
-    OPERATOR = "operator"
-    ADMINISTRATOR = "administrator"
 
 
 def _already_logged_in():

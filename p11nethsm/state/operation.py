@@ -17,22 +17,13 @@ used to terminate a multi-part operation"; kryoptic answers the same way).
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 from p11nethsm.ck.errors import OperationActive, OperationNotInitialized
+from p11nethsm.library import OpKind
 from p11nethsm.state.base import Machine, State, TableMachine
 
 __all__ = ["OperationChart", "OperationMachine", "Operation", "OpKind"]
-
-
-class OpKind(enum.Enum):
-    FIND = "find"
-    SIGN = "sign"
-    VERIFY = "verify"
-    ENCRYPT = "encrypt"
-    DECRYPT = "decrypt"
-    DIGEST = "digest"
 
 
 class OperationChart(Machine):

@@ -46,7 +46,7 @@ class TokenPresence:
         self.name = name
         self._health_state = health_state
         self.machine = TokenChart(name)
-        self._poll_lock = threading.Lock()
+        self._poll_lock = threading.RLock()
         self._checked_at = float("-inf")
         self.last_state: str | None = None  # last /health/state answer (or the error text)
         self.event_pending = False
@@ -58,25 +58,27 @@ class TokenPresence:
     def present(self, max_age: float = 1.0) -> bool:
         """Is the token present? Polls the cluster when the last answer is older than max_age."""
         if time.monotonic() - self._checked_at > max_age:
-            self.poll()
+            with self._poll_lock:  # threads arriving together share one poll
+                if time.monotonic() - self._checked_at > max_age:
+                    self._poll_locked()
         return self.machine.state_id == "present"
 
     def poll(self) -> str:
         """Ask the cluster now; returns the new presence state id."""
         with self._poll_lock:
-            try:
-                state = self._health_state()
-                reason = f"/health/state = {state}"
-            except NetHSMError as exc:
-                state = None
-                reason = f"unreachable: {exc.describe()}"
-            self._checked_at = time.monotonic()
-            self.last_state = state if state is not None else reason
-            if state == OPERATIONAL:
-                self._set(True, reason)
-            else:
-                self._set(False, reason)
-            return self.machine.state_id
+            return self._poll_locked()
+
+    def _poll_locked(self) -> str:
+        try:
+            state = self._health_state()
+            reason = f"/health/state = {state}"
+        except NetHSMError as exc:
+            state = None
+            reason = f"unreachable: {exc.describe()}"
+        self._checked_at = time.monotonic()
+        self.last_state = state if state is not None else reason
+        self._set(state == OPERATIONAL, reason)
+        return self.machine.state_id
 
     def mark_absent(self, reason: str) -> None:
         """A call learned that the cluster is not operational (HTTP 412)."""

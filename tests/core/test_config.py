@@ -262,3 +262,19 @@ def test_unreadable_file_is_reported(tmp_path):
         load_files([str(path)], {})
     assert e.value.file == str(path)
     assert os.path.basename(str(path)) in str(e.value)
+
+
+def test_module_path_cli_prints_the_shim_path(capsys):
+    from p11nethsm._shim_path import module_path
+    from p11nethsm.cli import main
+
+    assert main(["module-path"]) == 0
+    assert capsys.readouterr().out.strip() == module_path()
+
+
+def test_check_config_uses_the_env_var(write_config, monkeypatch, capsys):
+    from p11nethsm.cli import main
+
+    monkeypatch.setenv("P11NETHSM_CONFIG_FILE", write_config(MINIMAL))
+    assert main(["check-config"]) == 0
+    assert "P11NETHSM_CONFIG_FILE" in capsys.readouterr().out

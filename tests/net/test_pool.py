@@ -62,6 +62,7 @@ def test_no_keepalive_configured_leaves_it_off(stub, pin):
     c = NetHSM(make_slot([stub.url], pins=pin), threads=True)
     c.health_state()
     conn = c.instances[0].pool.pool.get(block=False)
+    c.instances[0].pool.pool.put(conn)
     assert conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
     c.close()
 
@@ -147,3 +148,30 @@ def test_forked_child_drops_pools_and_leaves_the_parents_connection_alone(stub, 
     assert stub.connections == 2  # parent 1 (reused after the fork), child 1
     assert c.stats[stub.url].connections == 1
     c.close()
+
+
+def test_construction_does_no_io_and_starts_no_thread():
+    before = threading.active_count()
+    c = NetHSM(make_slot(["https://192.0.2.1:8443/api/v1", "https://192.0.2.2:8443/api/v1"]), threads=True)
+    assert all(i._pool is None for i in c.instances)
+    assert c._checker is None and threading.active_count() == before
+    c.close()
+
+
+def test_health_thread_starts_lazily_on_first_failure_only_with_threads(stub, pin):
+    stub.route = lambda h: (503, "application/json", b'{"message":"x"}')
+    for threads in (True, False):
+        c = NetHSM(make_slot([stub.url], pins=pin), threads=threads)
+        with pytest.raises(Exception):
+            c.health_state()
+        assert (c._checker is not None) is threads
+        if threads:
+            assert c._checker._thread.daemon
+        c.close()
+
+
+def test_credentials_repr_hides_the_password_and_header_is_cached():
+    creds = Credentials("operator", "s3cret-passphrase")
+    assert "s3cret" not in repr(creds)
+    assert creds.headers is creds.headers
+    assert creds == Credentials("operator", "s3cret-passphrase")

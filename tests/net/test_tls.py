@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from p11nethsm.api.client import NetHSM
-from p11nethsm.api.errors import TLSVerificationError, TransportError
+from p11nethsm.api.errors import TLSVerificationError
 from p11nethsm.net.tls import format_fingerprint, parse_fingerprint
 
 from .conftest import make_slot
@@ -67,7 +67,7 @@ def test_ca_file_checks_the_hostname(ca_stub, pki):
     # the certificate names IP 127.0.0.1, not "localhost"
     url = ca_stub.url.replace("127.0.0.1", "localhost")
     c = client([url], ca_file=pki["ca"][0])
-    with pytest.raises(TransportError):
+    with pytest.raises(TLSVerificationError):
         c.health_state()
     c.close()
 

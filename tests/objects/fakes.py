@@ -60,6 +60,10 @@ class FakeApi:
     def total(self) -> int:
         return sum(self.calls.values())
 
+    @property
+    def crypto_calls(self) -> int:
+        return sum(v for (m, w), v in self.calls.items() if w.endswith(("sign", "decrypt", "encrypt")))
+
     def reset(self):
         self.calls.clear()
         self.log.clear()

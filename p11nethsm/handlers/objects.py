@@ -1,0 +1,110 @@
+"""Object management (PKCS#11 3.0 §5.7): find, attributes, create, destroy, rename.
+
+Objects are the slot's ObjectStore view of the NetHSM keys (see p11nethsm/objects/store.py for
+the cache policy). Creating, destroying and modifying objects needs a R/W session and the
+NetHSM administrator (p11nethsm/objects/manage.py)."""
+
+from __future__ import annotations
+
+from p11nethsm.ck.cdata import fill_template, read_template, write_ulong, write_ulongs
+from p11nethsm.ck.errors import ActionProhibited, ArgumentsBad
+from p11nethsm.dispatch import handler
+from p11nethsm.library import OpKind, get_library
+
+
+class FindContext:
+    __slots__ = ("handles", "pos")
+
+    def __init__(self, handles: list[int]):
+        self.handles = handles
+        self.pos = 0
+
+
+@handler
+def C_FindObjectsInit(hSession, pTemplate, ulCount):
+    session = get_library().session(hSession)
+    op = session.op(OpKind.FIND)
+    if op.active:
+        op.begin(None)  # raises OperationActive
+    template = read_template(pTemplate, ulCount)
+    op.begin(FindContext(session.slot.objects.find(session, template)))
+
+
+@handler
+def C_FindObjects(hSession, phObject, ulMaxObjectCount, pulObjectCount):
+    op = get_library().session(hSession).op(OpKind.FIND)
+    ctx = op.context
+    if not pulObjectCount or (not phObject and ulMaxObjectCount):
+        raise ArgumentsBad("NULL output pointer")
+    chunk = ctx.handles[ctx.pos:ctx.pos + ulMaxObjectCount]
+    ctx.pos += len(chunk)
+    write_ulongs(phObject, chunk)
+    write_ulong(pulObjectCount, len(chunk))
+
+
+@handler
+def C_FindObjectsFinal(hSession):
+    op = get_library().session(hSession).op(OpKind.FIND)
+    op.context  # OperationNotInitialized when none
+    op.finish()
+
+
+@handler
+def C_GetAttributeValue(hSession, hObject, pTemplate, ulCount):
+    session = get_library().session(hSession)
+    obj = session.slot.objects.get(session, hObject)
+    fill_template(pTemplate, ulCount, obj.encoded)
+
+
+@handler
+def C_GetObjectSize(hSession, hObject, pulSize):
+    session = get_library().session(hSession)
+    obj = session.slot.objects.get(session, hObject)
+    write_ulong(pulSize, obj.size())
+
+
+@handler
+def C_CreateObject(hSession, pTemplate, ulCount, phObject):
+    from p11nethsm.objects import manage
+    from p11nethsm.objects.templates import CertRequest, Template, create_request
+
+    session = get_library().session(hSession)
+    if not phObject:
+        raise ArgumentsBad("phObject is NULL")
+    session.require_rw()
+    req = create_request(Template(read_template(pTemplate, ulCount)))
+    if isinstance(req, CertRequest):
+        handle = manage.store_certificate(session.slot, req)
+    else:
+        handle = manage.import_key(session.slot, req)
+    write_ulong(phObject, handle)
+
+
+@handler
+def C_CopyObject(hSession, hObject, pTemplate, ulCount, phNewObject):
+    session = get_library().session(hSession)
+    session.slot.objects.get(session, hObject)
+    raise ActionProhibited("NetHSM objects cannot be copied (CKA_COPYABLE is FALSE)")
+
+
+@handler
+def C_DestroyObject(hSession, hObject):
+    from p11nethsm.objects import manage
+
+    session = get_library().session(hSession)
+    obj = session.slot.objects.get(session, hObject)
+    session.require_rw()
+    manage.destroy(session.slot, obj)
+
+
+@handler
+def C_SetAttributeValue(hSession, hObject, pTemplate, ulCount):
+    from p11nethsm.objects import manage
+    from p11nethsm.objects.templates import Template
+
+    lib = get_library()
+    session = lib.session(hSession)
+    obj = session.slot.objects.get(session, hObject)
+    session.require_rw()
+    values = Template(read_template(pTemplate, ulCount)).values
+    manage.set_attributes(session.slot, obj, values, bool(getattr(lib.config, "enable_set_attribute_value", False)))

@@ -1,0 +1,133 @@
+"""The output protocol of crypto operations, written once for sign/encrypt/decrypt/digest.
+
+Spec 3.0 §5.2 + §5.8-5.13 (what the handlers rely on):
+- a NULL output pointer is a size query: *pulLen = size (from the key size and the buffered input,
+  before any network call), CKR_OK, the operation stays active;
+- a buffer too small gives CKR_BUFFER_TOO_SMALL and *pulLen = size; the operation stays active.
+  When the size is exact it is answered before doing the work; when it is only an upper bound
+  (RSA decryption, CBC_PAD decryption) the work is done once and its result kept on the context,
+  so the retry returns the same bytes without signing/decrypting twice or re-sending data;
+- any other error ends the operation; success of the single-part call or of Final ends it.
+"""
+
+from __future__ import annotations
+
+from p11nethsm.ck.cdata import output_bytes, read_bytes, read_ulong, write_ulong
+from p11nethsm.ck.errors import BufferTooSmall, CKRError, KeyHandleInvalid, ObjectHandleInvalid
+
+__all__ = ["run_single", "run_update", "run_final", "run_feed", "key_object"]
+
+
+def key_object(session, handle: int):
+    """The key of a crypto *Init (CKR_KEY_HANDLE_INVALID for an invalid handle)."""
+    try:
+        return session.slot.objects.get(session, handle)
+    except ObjectHandleInvalid as exc:
+        raise KeyHandleInvalid(str(exc)) from None
+
+
+def _precheck(p_len: int, size: int) -> None:
+    if read_ulong(p_len) < size:
+        write_ulong(p_len, size)
+        raise BufferTooSmall(size)
+
+
+def run_single(op, p_data: int, data_len: int, p_out: int, p_len: int) -> None:
+    """C_Sign / C_Encrypt / C_Decrypt / C_Digest."""
+    ctx = op.single()
+    try:
+        if ctx.result is None:
+            if not p_len:
+                from p11nethsm.ck.errors import ArgumentsBad
+
+                raise ArgumentsBad("NULL length pointer")
+            data = read_bytes(p_data, data_len)
+            if not p_out:
+                write_ulong(p_len, ctx.single_len(data))
+                return
+            if ctx.exact:
+                _precheck(p_len, ctx.single_len(data))
+            ctx.result = ctx.single(data)
+        output_bytes(p_out, p_len, ctx.result)
+    except BufferTooSmall:
+        raise
+    except BaseException:
+        op.abort()
+        raise
+    op.finish()
+
+
+def run_final(op, p_out: int, p_len: int) -> None:
+    """C_SignFinal / C_EncryptFinal / C_DecryptFinal / C_DigestFinal."""
+    ctx = op.context
+    try:
+        if ctx.result is None:
+            if not p_len:
+                from p11nethsm.ck.errors import ArgumentsBad
+
+                raise ArgumentsBad("NULL length pointer")
+            if not p_out:
+                write_ulong(p_len, ctx.out_len())
+                return
+            if ctx.exact:
+                _precheck(p_len, ctx.out_len())
+            ctx.result = ctx.final()
+        output_bytes(p_out, p_len, ctx.result)
+    except BufferTooSmall:
+        raise
+    except BaseException:
+        op.abort()
+        raise
+    op.finish()
+
+
+def run_update(op, p_in: int, in_len: int, p_out: int, p_len: int) -> None:
+    """C_EncryptUpdate / C_DecryptUpdate (output-producing multi-part step)."""
+    ctx = op.update_mark()
+    try:
+        data = read_bytes(p_in, in_len)
+        pending = ctx.pending
+        if pending is not None and pending[0] == data:
+            out = pending[1]
+        else:
+            if not p_len:
+                from p11nethsm.ck.errors import ArgumentsBad
+
+                raise ArgumentsBad("NULL length pointer")
+            size = ctx.update_len(data)
+            if not p_out:
+                write_ulong(p_len, size)
+                return
+            _precheck(p_len, size)
+            out = ctx.update(data)
+            ctx.pending = (data, out)
+        output_bytes(p_out, p_len, out)
+        ctx.pending = None
+    except BufferTooSmall:
+        raise
+    except BaseException:
+        op.abort()
+        raise
+
+
+def run_feed(op, p_in: int, in_len: int) -> None:
+    """C_SignUpdate / C_VerifyUpdate / C_DigestUpdate (no output)."""
+    ctx = op.update_mark()
+    try:
+        ctx.update(read_bytes(p_in, in_len))
+    except BaseException:
+        op.abort()
+        raise
+
+
+def run_verify(op, ctx, p_sig: int, sig_len: int) -> None:
+    """End of C_Verify / C_VerifyFinal: always ends the operation."""
+    try:
+        ctx.verify(read_bytes(p_sig, sig_len))
+    except BaseException:
+        op.abort()
+        raise
+    op.finish()
+
+
+_ = CKRError

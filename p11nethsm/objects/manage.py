@@ -1,0 +1,210 @@
+"""Key management on the NetHSM: generate, import, certificate upload, destroy, rename.
+
+Every call here needs the administrator (`slot.credentials(Role.ADMINISTRATOR)`): with both users
+configured the operator stays the default for everything else, and the administrator is used
+only here, whatever user the application logged in as. Without an administrator password in the
+config, these calls need C_Login as CKU_SO and say so (CKR_USER_NOT_LOGGED_IN with a message).
+
+After a change the object store is updated at once (no re-enumeration), and generated/imported
+Generic keys have their CKA_VALUE_LEN remembered.
+"""
+
+from __future__ import annotations
+
+from loguru import logger
+
+from p11nethsm.api.errors import BadRequest, Conflict, NotFound
+from p11nethsm.ck.constants import CKA, CKO
+from p11nethsm.ck.errors import (
+    ActionProhibited,
+    AttributeReadOnly,
+    AttributeValueInvalid,
+    CKRError,
+    FunctionFailed,
+    ObjectHandleInvalid,
+)
+from p11nethsm.objects import attributes
+from p11nethsm.objects.id_encoding import encode_id, label_of
+from p11nethsm.objects.templates import CertRequest, KeyRequest
+
+__all__ = ["generate", "import_key", "store_certificate", "destroy", "set_attributes", "key_id_for"]
+
+
+def _admin(slot):
+    from p11nethsm.library import Role
+
+    return slot.credentials(Role.ADMINISTRATOR)
+
+
+def key_id_for(req: KeyRequest) -> str | None:
+    if req.ck_id:
+        return encode_id(req.ck_id)
+    if req.label:
+        return encode_id(req.label.encode("utf-8"))
+    return None
+
+
+def _label_to_send(key_id: str | None, req: KeyRequest) -> str | None:
+    if not req.label:
+        return None
+    if len(req.label.encode("utf-8")) > 32:
+        return None  # NetHSM labels are at most 32 bytes: the label then reads as the id
+    if key_id is not None and label_of(key_id, None) == req.label.encode("utf-8"):
+        return None  # the label reads like this anyway
+    return req.label
+
+
+def _with_label_fallback(call, label: str | None):
+    """Call with the label; firmware without key labels rejects the field (400): retry without."""
+    if label is None:
+        return call(None)
+    try:
+        return call(label)
+    except BadRequest as exc:
+        if "label" not in (exc.server_message or "").lower():
+            raise
+        logger.info("the NetHSM has no key labels ({}): storing the key without its label", exc.server_message)
+        return call(None)
+
+
+def _exists(exc: BadRequest | Conflict, key_id: str | None):
+    msg = (exc.server_message or "").lower()
+    if "exist" in msg:
+        raise AttributeValueInvalid(f"a NetHSM key with id {key_id!r} already exists") from exc
+    raise FunctionFailed(f"the NetHSM refused the key: {exc.server_message or exc}") from exc
+
+
+def _added(slot, key_id: str, req: KeyRequest) -> list[int]:
+    store = slot.objects
+    if req.value_len is not None:
+        store.remember_value_len(key_id, req.value_len)
+    entry = store.load_key(key_id, _admin(slot))
+    if entry is None:
+        raise FunctionFailed(f"key {key_id} was stored but cannot be read back")
+    return [store.handle_of(key_id, kind) for kind in (CKO.PUBLIC_KEY, CKO.PRIVATE_KEY, CKO.SECRET_KEY)
+            if kind in entry.objects]
+
+
+def generate(slot, req: KeyRequest) -> list[int]:
+    """C_GenerateKey(Pair): handles in order (public, private) or (secret,)."""
+    creds = _admin(slot)
+    key_id = key_id_for(req)
+
+    def call(label):
+        return slot.api.generate_key(creds, key_type=req.key_type, mechanisms=req.mechanisms, length=req.length,
+                                     key_id=key_id, label=label)
+
+    try:
+        key_id = _with_label_fallback(call, _label_to_send(key_id, req))
+    except (BadRequest, Conflict) as exc:
+        _exists(exc, key_id)
+    logger.info("{}: generated {} key {} ({})", slot.name, req.key_type, key_id, ", ".join(req.mechanisms))
+    return _added(slot, key_id, req)
+
+
+def import_key(slot, req: KeyRequest) -> int:
+    """C_CreateObject of a private or secret key: the handle of the created object."""
+    creds = _admin(slot)
+    key_id = key_id_for(req)
+
+    def call(label):
+        return slot.api.import_key(creds, key_id=key_id, key_type=req.key_type, mechanisms=req.mechanisms,
+                                   private=req.private, label=label)
+
+    try:
+        key_id = _with_label_fallback(call, _label_to_send(key_id, req))
+    except (BadRequest, Conflict) as exc:
+        _exists(exc, key_id)
+    logger.info("{}: imported {} key {}", slot.name, req.key_type, key_id)
+    handles = _added(slot, key_id, req)
+    return handles[-1]
+
+
+def _cert_bytes(slot, der: bytes) -> bytes:
+    if str(getattr(slot.config, "certificate_format", "PEM")).upper() == "DER":
+        return der
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+
+
+def store_certificate(slot, req: CertRequest) -> int:
+    """C_CreateObject of a certificate: stored on the key its CKA_ID (or alias, or label) names."""
+    store = slot.objects
+    key_id = store.resolve(req.ck_id) if req.ck_id else encode_id(req.label.encode("utf-8"))
+    creds = _admin(slot)
+    try:
+        slot.api.put_cert(creds, key_id, _cert_bytes(slot, req.der))
+    except NotFound:
+        raise AttributeValueInvalid(
+            f"no NetHSM key {key_id!r} for this certificate (CKA_ID must name an existing key)") from None
+    except Conflict:
+        raise FunctionFailed(f"key {key_id} already has a certificate (the NetHSM keeps one per key; "
+                             "destroy it first)") from None
+    logger.info("{}: certificate stored on key {}", slot.name, key_id)
+    if store.set_cert(key_id, req.der) is None:
+        store.load_key(key_id, creds)
+        store.set_cert(key_id, req.der)
+    return store.handle_of(key_id, CKO.CERTIFICATE)
+
+
+def destroy(slot, obj) -> None:
+    """C_DestroyObject."""
+    if obj.kind == CKO.PUBLIC_KEY:
+        raise ActionProhibited("a NetHSM public key cannot be destroyed alone: destroy its private key")
+    creds = _admin(slot)
+    try:
+        if obj.kind == CKO.CERTIFICATE:
+            slot.api.delete_cert(creds, obj.key_id)
+            slot.objects.set_cert(obj.key_id, None)
+        else:
+            slot.api.delete_key(creds, obj.key_id)
+            slot.objects.forget_key(obj.key_id)
+    except NotFound:
+        slot.objects.forget_key(obj.key_id) if obj.kind != CKO.CERTIFICATE else slot.objects.set_cert(obj.key_id, None)
+        raise ObjectHandleInvalid("the object no longer exists on the NetHSM") from None
+    logger.info("{}: destroyed {} of key {}", slot.name, obj.kind.name, obj.key_id)
+
+
+_RENAMING = (CKA.ID, CKA.LABEL)
+_MISSING = object()
+
+
+def set_attributes(slot, obj, values: dict[int, object], alias_mode: bool) -> None:
+    """C_SetAttributeValue: CKA_ID / CKA_LABEL rename the key (NetHSM move); other attributes
+    only if unchanged (CKR_ATTRIBUTE_READ_ONLY otherwise). With `enable_set_attribute_value`
+    (alias mode), the new CKA_ID/LABEL is remembered as an alias of the key instead."""
+    changes = {}
+    for cka, value in values.items():
+        try:
+            current = obj.value(cka)
+        except CKRError:
+            current = _MISSING
+        if current is not _MISSING and attributes.pack(cka, value) == attributes.pack(cka, current):
+            continue  # setting the current value is fine (Java does it)
+        if cka not in _RENAMING:
+            raise AttributeReadOnly(f"{attributes.name_of(cka)} cannot be changed on a NetHSM object")
+        changes[cka] = value
+    if not changes:
+        return
+    new_name: bytes = changes.get(CKA.ID) or changes.get(CKA.LABEL, "").encode("utf-8")
+    if not new_name:
+        raise AttributeValueInvalid("an empty CKA_ID/CKA_LABEL cannot name a NetHSM key")
+    store = slot.objects
+    if alias_mode:
+        store.set_alias(bytes(new_name), obj.key_id)
+        return
+    new_id = encode_id(bytes(new_name))
+    if new_id == obj.key_id:
+        return
+    creds = _admin(slot)
+    try:
+        slot.api.move_key(creds, obj.key_id, new_id)
+    except Conflict:
+        raise AttributeValueInvalid(f"a NetHSM key with id {new_id!r} already exists") from None
+    except NotFound:
+        store.forget_key(obj.key_id)
+        raise ObjectHandleInvalid("the key no longer exists on the NetHSM") from None
+    logger.info("{}: key {} renamed to {}", slot.name, obj.key_id, new_id)
+    store.renamed(obj.key_id, new_id)

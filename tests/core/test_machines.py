@@ -1,0 +1,240 @@
+"""The login, token presence and operation machines: every transition, loud failures."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from statemachine.exceptions import TransitionNotAllowed
+
+from p11nethsm.api.errors import TransportError
+from p11nethsm.ck.errors import (
+    OperationActive,
+    OperationNotInitialized,
+    SessionReadOnlyExists,
+    UserAlreadyLoggedIn,
+    UserAnotherAlreadyLoggedIn,
+    UserNotLoggedIn,
+)
+from p11nethsm.state.login import LoginChart, Role, TokenLogin
+from p11nethsm.state.operation import Operation, OperationChart, OperationMachine, OpKind
+from p11nethsm.state.token import TokenPresence
+
+PIN = "0123456789"
+
+
+@pytest.mark.parametrize(
+    ("start", "event", "kwargs", "exc"),
+    [
+        ("user", Role.OPERATOR, {}, UserAlreadyLoggedIn),
+        ("so", Role.ADMINISTRATOR, {}, UserAlreadyLoggedIn),
+        ("so", Role.OPERATOR, {}, UserAnotherAlreadyLoggedIn),
+        ("user", Role.ADMINISTRATOR, {}, UserAnotherAlreadyLoggedIn),
+        ("public", Role.ADMINISTRATOR, {"ro_sessions": 1}, SessionReadOnlyExists),
+    ],
+)
+def test_illegal_login_raises_the_spec_ckr_and_keeps_the_state(start, event, kwargs, exc):
+    login = TokenLogin("login[0]")
+    if start != "public":
+        login.login(Role.OPERATOR if start == "user" else Role.ADMINISTRATOR, PIN, session=1)
+    with pytest.raises(exc):
+        login.precheck(event, **kwargs)
+    with pytest.raises(exc):
+        login.login(event, "other-pin-123", session=2, **kwargs)
+    assert login.state_id == start
+    if start != "public":
+        assert login.pin(Role.OPERATOR if start == "user" else Role.ADMINISTRATOR) == PIN
+
+
+def test_login_logout_cycle():
+    login = TokenLogin("login[0]")
+    login.login(Role.OPERATOR, PIN, session=1)
+    assert (login.state_id, login.role, login.pin(Role.OPERATOR)) == ("user", Role.OPERATOR, PIN)
+    login.logout(session=1)
+    assert (login.state_id, login.role, login.pin(Role.OPERATOR)) == ("public", None, None)
+    login.login(Role.ADMINISTRATOR, PIN, session=1, ro_sessions=0)
+    assert login.role is Role.ADMINISTRATOR
+    login.reset()
+    assert login.state_id == "public"
+    login.reset()  # no error when already public
+
+
+def test_logout_when_public_is_user_not_logged_in():
+    login = TokenLogin("login[0]")
+    with pytest.raises(UserNotLoggedIn):
+        login.logout(session=1)
+
+
+def test_unknown_or_unlisted_events_fail_loudly():
+    chart = LoginChart("login[x]")
+    with pytest.raises(TransitionNotAllowed):
+        chart.fire("reset")  # reset is not defined from public on the chart itself
+    with pytest.raises(Exception):
+        chart.fire("no_such_event")
+    assert chart.state_id == "public"
+
+
+LOGIN_MD = """\
+| State  | Event      | Guard | Target |
+| ------ | ---------- | ----- | ------ |
+| Public | Login user |       | User   |
+| Public | Login so   |       | So     |
+| Public | Logout     |       | Public |
+| User   | Login user |       | User   |
+| User   | Login so   |       | User   |
+| User   | Logout     |       | Public |
+| User   | Reset      |       | Public |
+| So     | Login user |       | So     |
+| So     | Login so   |       | So     |
+| So     | Logout     |       | Public |
+| So     | Reset      |       | Public |
+"""
+TOKEN_MD = """\
+| State   | Event  | Guard | Target  |
+| ------- | ------ | ----- | ------- |
+| Unknown | Appear |       | Present |
+| Unknown | Vanish |       | Absent  |
+| Present | Vanish |       | Absent  |
+| Absent  | Appear |       | Present |
+"""
+
+
+def test_chart_snapshots():
+    """The self-transitions of the login chart exist only to raise the spec's CKR (validators)."""
+    from p11nethsm.state.token import TokenChart
+
+    assert f"{LoginChart:md}" == LOGIN_MD
+    assert f"{TokenChart:md}" == TOKEN_MD
+
+
+# --- token presence -------------------------------------------------------------------------------
+def test_token_presence_transitions_and_events():
+    answers = ["Operational"]
+
+    def health():
+        a = answers[0]
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    tp = TokenPresence("token[0]", health)
+    assert tp.state_id == "unknown"
+    assert tp.present(max_age=0) and tp.state_id == "present"
+    assert not tp.take_event()  # unknown -> present is not an event
+    answers[0] = "Locked"
+    assert not tp.present(max_age=0)
+    assert tp.take_event() and not tp.take_event()
+    answers[0] = TransportError("down")
+    assert tp.poll() == "absent" and not tp.take_event()  # absent -> absent: nothing
+    answers[0] = "Operational"
+    assert tp.poll() == "present" and tp.take_event()
+    tp.mark_absent("412")
+    assert tp.state_id == "absent" and tp.take_event()
+
+
+def test_token_presence_caches_answers():
+    n = []
+    tp = TokenPresence("token[0]", lambda: n.append(1) or "Operational")
+    tp.present(max_age=10)
+    tp.present(max_age=10)
+    assert len(n) == 1
+
+
+def test_token_chart_refuses_self_transitions():
+    from p11nethsm.state.token import TokenChart
+
+    chart = TokenChart("t")
+    chart.fire("appear")
+    with pytest.raises(TransitionNotAllowed):
+        chart.fire("appear")
+
+
+# --- operations -----------------------------------------------------------------------------------
+def test_operation_lifecycle():
+    op = Operation(OpKind.SIGN, "op[sign]")
+    with pytest.raises(OperationNotInitialized):
+        op.context
+    with pytest.raises(OperationNotInitialized):
+        op.single()
+    op.begin("ctx")
+    with pytest.raises(OperationActive):
+        op.begin("other")
+    assert op.single() == "ctx"
+    assert op.update_mark() == "ctx"
+    with pytest.raises(OperationActive):
+        op.single()  # C_Sign after C_SignUpdate
+    assert op.context == "ctx"
+    op.finish()
+    assert not op.active
+    with pytest.raises(TransitionNotAllowed):
+        op.finish()
+    op.abort()  # no error when idle
+
+
+def test_abort_closes_the_context():
+    closed = []
+
+    class Ctx:
+        def close(self):
+            closed.append(True)
+
+    op = Operation(OpKind.FIND, "op[find]")
+    op.begin(Ctx())
+    op.abort()
+    assert closed and not op.active
+
+
+def test_table_machine_matches_the_chart():
+    from p11nethsm.state.base import compile_table
+
+    initial, table = compile_table(OperationChart)
+    assert initial == "idle"
+    assert table == {
+        ("idle", "begin"): "active",
+        ("active", "update"): "updating",
+        ("updating", "update"): "updating",
+        ("active", "finish"): "idle",
+        ("updating", "finish"): "idle",
+        ("active", "abort"): "idle",
+        ("updating", "abort"): "idle",
+    }
+    with pytest.raises(TransitionNotAllowed):
+        OperationMachine("m").send("update")
+
+
+def test_one_sign_costs_little():
+    """init + final of one sign: two table transitions (number printed for the report)."""
+    op = Operation(OpKind.SIGN, "op[sign]")
+    n = 100000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        op.begin(None)
+        op.finish()
+    per = (time.perf_counter() - t0) / n
+    m = OperationMachine("m")
+    t0 = time.perf_counter()
+    for _ in range(n):
+        m.send("begin")
+        m.send("finish")
+    raw = (time.perf_counter() - t0) / n
+    print(f"sign lifecycle (begin+finish): {per * 1e6:.2f} us via Operation, {raw * 1e6:.2f} us raw table")
+    assert per < 20e-6
+
+
+def test_concurrent_presence_checks_share_one_poll():
+    import threading
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.1)
+        return "Operational"
+
+    tp = TokenPresence("token[0]", slow)
+    threads = [threading.Thread(target=tp.present, args=(1.0,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and tp.state_id == "present"
