@@ -136,7 +136,7 @@ class EmulatorProc:
         self.proc = None
 
     def start(self) -> "EmulatorProc":
-        cmd = [PY, str(BENCH / "_emulator_launch.py"), "--state-dir", str(self.state_dir), "--no-throttle",
+        cmd = [PY, "-m", "nethsm_emulator", "--state-dir", str(self.state_dir), "--no-throttle",
                "--control", "127.0.0.1:0"]
         for _ in range(self.listeners):
             cmd += ["--listen", "127.0.0.1:0"]

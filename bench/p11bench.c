@@ -141,7 +141,7 @@ static void sleep_s(double s) {
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
 }
 
-static double t_dlopen, t_getfl, t_init;
+static double t_dlopen, t_getfl, t_init, cpu_init;
 static long rss0, rss_dl, rss_init;
 
 static void load(const char *path) {
@@ -155,12 +155,14 @@ static void load(const char *path) {
     if (!gfl) { fprintf(stderr, "no C_GetFunctionList\n"); exit(2); }
     CK(gfl(&F));
     double t2 = now();
+    double c2 = cpu_now();
     CK_C_INITIALIZE_ARGS args;
     memset(&args, 0, sizeof args);
     args.flags = CKF_OS_LOCKING_OK;
     CK_RV rv = F->C_Initialize(&args);
     if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) die_rv("C_Initialize", rv);
     double t3 = now();
+    cpu_init = cpu_now() - c2;
     rss_init = rss_kb();
     t_dlopen = t1 - t0; t_getfl = t2 - t1; t_init = t3 - t2;
 }
@@ -313,17 +315,18 @@ static void run_threads(void *(*fn)(void *), const char *what) {
 /* ---------------------------------------------------------------- commands */
 static int cmd_init(void) {
     printf("RESULT {\"cmd\": \"init\", \"dlopen_ms\": %.3f, \"getfunctionlist_ms\": %.3f, "
-           "\"initialize_ms\": %.3f, \"rss_before_kb\": %ld, \"rss_after_dlopen_kb\": %ld, "
+           "\"initialize_ms\": %.3f, \"initialize_cpu_ms\": %.3f, \"rss_before_kb\": %ld, \"rss_after_dlopen_kb\": %ld, "
            "\"rss_after_init_kb\": %ld, \"rss_growth_init_kb\": %ld, \"rss_growth_total_kb\": %ld}\n",
-           t_dlopen * 1e3, t_getfl * 1e3, t_init * 1e3, rss0, rss_dl, rss_init, rss_init - rss_dl,
+           t_dlopen * 1e3, t_getfl * 1e3, t_init * 1e3, cpu_init * 1e3, rss0, rss_dl, rss_init, rss_init - rss_dl,
            rss_init - rss0);
     /* Time-to-first-useful-call too: slot list + open session (first use may import lazily). */
-    double t0 = now();
+    double t0 = now(), u0 = cpu_now();
     g_slot = find_slot();
     CK_SESSION_HANDLE h = open_session();
-    double t1 = now();
+    double t1 = now(), u1 = cpu_now();
     long rss1 = rss_kb();
-    printf("RESULT {\"cmd\": \"first_session\", \"ms\": %.3f, \"rss_kb\": %ld}\n", (t1 - t0) * 1e3, rss1);
+    printf("RESULT {\"cmd\": \"first_session\", \"ms\": %.3f, \"cpu_ms\": %.3f, \"rss_kb\": %ld}\n",
+           (t1 - t0) * 1e3, (u1 - u0) * 1e3, rss1);
     if (opt_pin) {
         t0 = now();
         login(h);

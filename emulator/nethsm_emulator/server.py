@@ -130,14 +130,15 @@ class HsmHandler(BaseHTTPRequestHandler):
             if self._apply(inst, before, method, path):
                 return
             resp = json_response(before.status, {"message": before.message})
-            self._send(resp, method)
             inst.log.record(method, path, resp.status, "error")
+            self._send(resp, method)
             return
         resp = dispatch(inst.device, inst, req)
         if after is not None and self._apply(inst, after, method, path):
             return
-        self._send(resp, method)
+        # Logged before sending, so a client that got its answer sees the entry.
         inst.log.record(method, path, resp.status)
+        self._send(resp, method)
 
     def _send(self, resp: Response, method: str):
         self.send_response(resp.status)

@@ -13,9 +13,9 @@ Spec 3.0 §5.2 + §5.8-5.13 (what the handlers rely on):
 from __future__ import annotations
 
 from p11nethsm.ck.cdata import output_bytes, read_bytes, read_ulong, write_ulong
-from p11nethsm.ck.errors import BufferTooSmall, CKRError, KeyHandleInvalid, ObjectHandleInvalid
+from p11nethsm.ck.errors import ArgumentsBad, BufferTooSmall, KeyHandleInvalid, ObjectHandleInvalid
 
-__all__ = ["run_single", "run_update", "run_final", "run_feed", "key_object"]
+__all__ = ["run_single", "run_update", "run_final", "run_feed", "run_verify", "key_object"]
 
 
 def key_object(session, handle: int):
@@ -38,8 +38,6 @@ def run_single(op, p_data: int, data_len: int, p_out: int, p_len: int) -> None:
     try:
         if ctx.result is None:
             if not p_len:
-                from p11nethsm.ck.errors import ArgumentsBad
-
                 raise ArgumentsBad("NULL length pointer")
             data = read_bytes(p_data, data_len)
             if not p_out:
@@ -63,8 +61,6 @@ def run_final(op, p_out: int, p_len: int) -> None:
     try:
         if ctx.result is None:
             if not p_len:
-                from p11nethsm.ck.errors import ArgumentsBad
-
                 raise ArgumentsBad("NULL length pointer")
             if not p_out:
                 write_ulong(p_len, ctx.out_len())
@@ -91,8 +87,6 @@ def run_update(op, p_in: int, in_len: int, p_out: int, p_len: int) -> None:
             out = pending[1]
         else:
             if not p_len:
-                from p11nethsm.ck.errors import ArgumentsBad
-
                 raise ArgumentsBad("NULL length pointer")
             size = ctx.update_len(data)
             if not p_out:
@@ -129,5 +123,3 @@ def run_verify(op, ctx, p_sig: int, sig_len: int) -> None:
         raise
     op.finish()
 
-
-_ = CKRError

@@ -27,8 +27,6 @@ from p11nethsm.ck.errors import (
     EncryptedDataLenRange,
     KeyFunctionNotPermitted,
     MechanismParamInvalid,
-    SignatureInvalid,
-    SignatureLenRange,
 )
 from p11nethsm.ck.structs import CK_RSA_PKCS_OAEP_PARAMS, CK_RSA_PKCS_PSS_PARAMS
 from p11nethsm.mechanisms.base import Backend, Context, Mechanism, SignContext, VerifyContext, require_key

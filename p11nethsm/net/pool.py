@@ -26,6 +26,8 @@ from loguru import logger
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPSConnectionPool
 
+from p11nethsm.net.sigpipe import SigpipeBlocked
+
 from p11nethsm.net.tls import PinMismatch, format_fingerprint, pin_matches
 
 MAX_BODY = 16 * 1024 * 1024  # the largest answer we accept (a cert is <= 1 MiB, a signature is tiny)
@@ -181,6 +183,12 @@ class InstancePool(HTTPSConnectionPool):
 
     def exchange(self, method: str, url: str, body: bytes | None, header_lines: list[bytes],
                  conn: NetHSMConnection | None = None) -> tuple[int, str, bytes]:
+        """`_exchange` with SIGPIPE blocked in this thread (see p11nethsm.net.sigpipe)."""
+        with SigpipeBlocked():
+            return self._exchange(method, url, body, header_lines, conn)
+
+    def _exchange(self, method: str, url: str, body: bytes | None, header_lines: list[bytes],
+                  conn: NetHSMConnection | None = None) -> tuple[int, str, bytes]:
         """Send one request, read the whole answer: (status, content type, body).
 
         `header_lines` are encoded `Name: value` lines (built once per credentials, not per

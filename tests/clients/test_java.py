@@ -2,11 +2,10 @@
 EJBCA flow (generate, self-sign, rename by alias, store the certificate) in a small program."""
 
 import subprocess
-import textwrap
 
 import pytest
 
-from conftest import MODULE, OPERATOR, need
+from clientenv import MODULE, OPERATOR, need
 
 
 @pytest.fixture(scope="module")
@@ -50,36 +49,47 @@ def test_jarsigner(java):
     assert b"jar verified" in r.stdout
 
 
-EJBCA = textwrap.dedent("""
-    import java.security.*;
-    import java.security.cert.*;
-    import java.math.BigInteger;
-    import java.util.Date;
-    import javax.security.auth.x500.X500Principal;
+def _genkeypair_conf(clients, alias_mode: bool):
+    from clientenv import write_conf
 
-    public class Ejbca {
-        public static void main(String[] a) throws Exception {
-            Provider p = Security.getProvider("SunPKCS11").configure(a[0]);
-            Security.addProvider(p);
-            KeyStore ks = KeyStore.getInstance("PKCS11", p);
-            ks.load(null, a[1].toCharArray());
-            KeyPairGenerator g = KeyPairGenerator.getInstance("EC", p);
-            g.initialize(256);
-            KeyPair kp = g.generateKeyPair();
-            // self-sign with the token key (minimal X.509 v1 built by hand is long; use a CSR-free
-            // trick: sign a byte string and check it, then store a certificate made by keytool)
-            Signature s = Signature.getInstance("SHA256withECDSA", p);
-            s.initSign(kp.getPrivate());
-            s.update("ejbca".getBytes());
-            byte[] sig = s.sign();
-            Signature v = Signature.getInstance("SHA256withECDSA");
-            v.initVerify(kp.getPublic());
-            v.update("ejbca".getBytes());
-            if (!v.verify(sig)) throw new RuntimeException("signature does not verify");
-            CertificateFactory cf = CertificateFactory.getInstance("X.509");
-            java.security.cert.Certificate c = cf.generateCertificate(new java.io.FileInputStream(a[2]));
-            ks.setKeyEntry(a[3], kp.getPrivate(), null, new java.security.cert.Certificate[]{c});
-            System.out.println("stored " + a[3]);
-        }
-    }
-""")
+    conf = write_conf(clients.workdir / f"alias{int(alias_mode)}.conf", clients.hsm,
+                      clients.workdir / "module-java.log",
+                      extra=f"enable_set_attribute_value: {str(alias_mode).lower()}")
+    cfg = clients.workdir / "pkcs11-gen.cfg"
+    cfg.write_text(f"name = NetHSM\nlibrary = {MODULE}\nslotListIndex = 0\n"
+                   "attributes(generate, *, *) = {\n  CKA_TOKEN = true\n}\n")
+    return conf, cfg
+
+
+@pytest.mark.parametrize("alias_mode", [False, True])
+def test_ejbca_flow_generate_self_sign_rename_store_certificate(java, alias_mode):
+    """keytool -genkeypair on SunPKCS11 is the EJBCA flow: C_GenerateKeyPair, self-signature by
+    the token key, C_SetAttributeValue(CKA_ID = alias), C_CreateObject(certificate, CKA_ID = alias)."""
+    clients, _ = java
+    conf, cfg = _genkeypair_conf(clients, alias_mode)
+    env = clients.env
+    env["P11NETHSM_CONFIG_FILE"] = str(conf)
+    alias = f"ejbca{int(alias_mode)}"
+    args = ["-keystore", "NONE", "-storetype", "PKCS11", "-providerClass", "sun.security.pkcs11.SunPKCS11",
+            "-providerArg", str(cfg), "-storepass", OPERATOR[1]]
+    r = subprocess.run(["keytool", "-genkeypair", "-alias", alias, "-keyalg", "EC", "-groupname", "secp256r1",
+                        "-dname", f"CN={alias}", *args], env=env, cwd=clients.workdir, capture_output=True,
+                       timeout=180)
+    assert r.returncode == 0, (r.stdout + r.stderr).decode()
+    import json
+
+    from cryptography import x509
+
+    ids = [k["id"] for k in json.loads(clients.rest("GET", "/keys").data)]
+    if alias_mode:
+        assert alias not in ids  # the key keeps its NetHSM name; the certificate landed on it
+        with_cert = [i for i in ids if clients.rest("GET", f"/keys/{i}/cert", expect=None).status == 200
+                     and "CN=ejbca1" in x509.load_pem_x509_certificate(
+                         clients.rest("GET", f"/keys/{i}/cert").data).subject.rfc4514_string()]
+        assert len(with_cert) == 1
+    else:
+        assert alias in ids
+        assert clients.rest("GET", f"/keys/{alias}/cert", expect=None).status == 200
+        r = subprocess.run(["keytool", "-list", *args], env=env, cwd=clients.workdir, capture_output=True,
+                           timeout=180)
+        assert f"{alias}, PrivateKeyEntry".encode() in r.stdout, r.stdout

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODULE, need
+from clientenv import MODULE, need
 
 ENGINE = Path("/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so")
 

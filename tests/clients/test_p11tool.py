@@ -3,7 +3,7 @@ and against the token's public key object."""
 
 import pytest
 
-from conftest import MODULE, need
+from clientenv import MODULE, need
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import ADMIN, need
+from clientenv import ADMIN, need
 
 pytestmark = pytest.mark.usefixtures("tools")
 
@@ -216,7 +216,7 @@ def test_write_object_private_key_and_certificate(clients):
     clients.tool("--write-object", "priv.der", "--type", "privkey", "--id", b"written".hex(), "--label", "written",
                  "--usage-sign")
     assert key_json(clients, "written")["type"] == "EC_P256"
-    from conftest import self_signed
+    from clientenv import self_signed
 
     cert = self_signed(k, "written")
     (w / "cert.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))

@@ -7,19 +7,8 @@ import pytest
 from p11nethsm import dispatch, library, logging_setup
 from p11nethsm.ck.constants import CKR
 
-from core_fakes import CLUSTERS, Caller, FakeNetHSM
+from core_fakes import BOTH_USERS_NO_PASSWORDS, CLUSTERS, Caller, FakeNetHSM
 
-BOTH_USERS_NO_PASSWORDS = """
-slots:
-  - label: LocalHSM
-    description: Local HSM (fake)
-    operator:
-      username: operator
-    administrator:
-      username: admin
-    instances:
-      - url: https://127.0.0.1:1/api/v1
-"""
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,19 @@ from p11nethsm.api import errors as E
 from p11nethsm.ck.functions import INDEX
 
 
+BOTH_USERS_NO_PASSWORDS = """
+slots:
+  - label: LocalHSM
+    description: Local HSM (fake)
+    operator:
+      username: operator
+    administrator:
+      username: admin
+    instances:
+      - url: https://127.0.0.1:1/api/v1
+"""
+
+
 @dataclass
 class FakeCluster:
     """State shared by every api object of one slot label (survives C_Finalize)."""

@@ -15,6 +15,7 @@ from p11nethsm.ck.functions import FUNCTIONS, INDEX
 from p11nethsm.ck.structs import CK_INFO, CK_SESSION_INFO, CK_SLOT_INFO
 
 import core_fakes
+from core_fakes import BOTH_USERS_NO_PASSWORDS
 
 
 def _set_handler(monkeypatch, name, fn):
@@ -142,7 +143,7 @@ def test_412_on_unknown_session_handle_is_token_not_present(init, monkeypatch):
 
 
 def test_debug_logs_each_call_with_ckr_name_and_pin_length_only(init, records):
-    call = init("log_level: Debug\nlog_file: '-'\n" + __import__("conftest").BOTH_USERS_NO_PASSWORDS)
+    call = init("log_level: Debug\nlog_file: '-'\n" + BOTH_USERS_NO_PASSWORDS)
     assert logflags.DEBUG
     h = call.open()
     call.login(h, 1, "not-the-passphrase")
@@ -154,7 +155,7 @@ def test_debug_logs_each_call_with_ckr_name_and_pin_length_only(init, records):
 
 
 def test_no_call_log_line_when_debug_is_off(init, records):
-    call = init("log_level: Info\nlog_file: '-'\n" + __import__("conftest").BOTH_USERS_NO_PASSWORDS)
+    call = init("log_level: Info\nlog_file: '-'\n" + BOTH_USERS_NO_PASSWORDS)
     assert not logflags.DEBUG
     call("C_GetInfo", CK_INFO())
     assert not [r for r in records if r["name"] == "p11nethsm.dispatch"]

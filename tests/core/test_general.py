@@ -14,7 +14,7 @@ from p11nethsm import library
 from p11nethsm.ck.constants import CKF, CKR
 from p11nethsm.ck.structs import CK_C_INITIALIZE_ARGS, CK_INFO
 
-from conftest import BOTH_USERS_NO_PASSWORDS
+from core_fakes import BOTH_USERS_NO_PASSWORDS
 
 CB = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_void_p)
 _cb = CB(lambda p: 0)

@@ -10,7 +10,7 @@ from p11nethsm.ck.constants import CKR, CKS
 from p11nethsm.ck.structs import CK_SESSION_INFO
 from p11nethsm.library import Role, get_library
 
-from conftest import BOTH_USERS_NO_PASSWORDS
+from core_fakes import BOTH_USERS_NO_PASSWORDS
 from core_fakes import cluster
 
 OP_PASSWORD_CONFIGURED = """

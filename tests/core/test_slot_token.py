@@ -12,7 +12,7 @@ from p11nethsm.ck.constants import CK_UNAVAILABLE_INFORMATION, CKR, SlotFlag, To
 from p11nethsm.ck.structs import CK_MECHANISM_INFO, CK_SLOT_INFO, CK_TOKEN_INFO
 from p11nethsm.library import get_library
 
-from conftest import BOTH_USERS_NO_PASSWORDS
+from core_fakes import BOTH_USERS_NO_PASSWORDS
 from core_fakes import cluster
 
 TWO_SLOTS = """

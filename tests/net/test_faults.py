@@ -90,6 +90,7 @@ def test_worst_case_requests_and_duration_bounds(emu1, make, threads, monkeypatc
     c = make(emu1, timeout=timeout, retries=(count, 0))
     c.sign(op(emu1), "p256key", "ECDSA", MSG)
     inst = emu1.instances[0]
+    time.sleep(0.1)  # the emulator logs a request just after answering it
     inst.reset_requests()
     inst.stall(path=SIGN)
     stats = c.stats[emu1.urls[0]]
@@ -166,6 +167,7 @@ def test_failover_under_eight_thread_load_and_restore(emu2, make, threads, monke
             c.sign(creds, "p256key", "ECDSA", MSG)  # inline checks ride on calls
             time.sleep(0.1)
     assert inst.usable and inst.health.state_id == "reachable"
+    time.sleep(0.1)
     dead.reset_requests()
     for _ in range(6):
         c.sign(creds, "p256key", "ECDSA", MSG)
