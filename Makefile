@@ -11,7 +11,9 @@ PYTHON   ?= $(shell command -v python3.11 || command -v python3)
 
 APT_PACKAGES := build-essential opensc gnutls-bin p11-kit libp11-kit-dev softhsm2 \
                 libengine-pkcs11-openssl openssl curl openjdk-17-jdk-headless
-MODULE_DIR   ?= $(HOME)/.config/pkcs11/modules
+# p11-kit skips user config (~/.config/pkcs11/modules) in programs running as root, so root
+# registers system-wide; override with `make p11kit-register MODULE_DIR=...`.
+MODULE_DIR   ?= $(if $(filter 0,$(shell id -u)),/etc/pkcs11/modules,$(HOME)/.config/pkcs11/modules)
 
 .PHONY: deps venv build test demo bench p11kit-register p11kit-unregister lint clean
 
@@ -43,13 +45,14 @@ bench: deps build
 	$(PY) bench/run_all.py
 
 demo: deps build
-	$(PY) -m p11nethsm.demo
+	$(PY) demo/run_demo.py $(DEMO_ARGS)
 
 # p11-kit registration, so p11-kit-proxy clients (GnuTLS, p11tool, NSS via p11-kit) see the token.
 p11kit-register: build
 	mkdir -p $(MODULE_DIR)
 	printf 'module: %s\n' "$$($(VENV)/bin/p11nethsm module-path)" > $(MODULE_DIR)/p11nethsm.module
-	@echo "registered $(MODULE_DIR)/p11nethsm.module"
+	@echo "registered $(MODULE_DIR)/p11nethsm.module; check with: p11-kit list-modules"
+	@echo "(p11-kit clients read the module config from ~/.config/nitrokey/p11nethsm.conf, /etc/nitrokey/p11nethsm.conf or P11NETHSM_CONFIG_FILE)"
 
 p11kit-unregister:
 	rm -f $(MODULE_DIR)/p11nethsm.module

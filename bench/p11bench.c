@@ -170,7 +170,13 @@ static void load(const char *path) {
 static CK_SLOT_ID find_slot(void) {
     CK_ULONG n = 0;
     CK(F->C_GetSlotList(1, NULL, &n));
-    if (n == 0) { fprintf(stderr, "no slot with a token\n"); exit(2); }
+    if (n == 0) {
+        CK_ULONG all = 0;
+        F->C_GetSlotList(0, NULL, &all);
+        fprintf(stderr, "no slot with a token (%lu slot(s) without one)\n", all);
+        printf("RESULT {\"error\": \"no slot with a token\", \"slots\": %lu}\n", all);
+        exit(2);
+    }
     CK_SLOT_ID *slots = calloc(n, sizeof *slots);
     CK(F->C_GetSlotList(1, slots, &n));
     CK_SLOT_ID s = slots[0];

@@ -8,8 +8,8 @@ and uses only C_GetFunctionList. Module and baseline run in the same run, altern
 rounds; the tables show medians. Goals are reported, never asserted: this exits 0 whatever the
 numbers are (non-zero only if a benchmark could not run at all).
 
-    .venv/bin/python bench/run_all.py            # full run (about 6-8 minutes)
-    .venv/bin/python bench/run_all.py --quick    # short run (about 2 minutes)
+    .venv/bin/python bench/run_all.py            # full run (about 7 minutes)
+    .venv/bin/python bench/run_all.py --quick    # short run (about 1.5 minutes)
     .venv/bin/python bench/run_all.py --only P1,P4 --rounds 5 --json results.json
 """
 from __future__ import annotations
@@ -512,8 +512,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write all raw numbers here")
     ap.add_argument("--keep", action="store_true", help="keep the temp work dir (configs, module logs)")
     a = ap.parse_args(argv)
-    a.rounds = a.rounds or (1 if a.quick else 3)
-    a.seconds = a.seconds or (1.5 if a.quick else 3.0)
+    a.rounds = a.rounds or (1 if a.quick else 4)
+    a.seconds = a.seconds or (1.5 if a.quick else 2.0)
     a.warmup = 0.5
     a.percall_seconds = 1.0 if a.quick else 1.5
     a.init_rounds = 2 if a.quick else 5

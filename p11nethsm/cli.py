@@ -203,15 +203,25 @@ def _check_instance(slot, index: int, inst, report: _Report, timeout: float) -> 
 
 
 def _check_online(config, warnings: list[str], args) -> int:
+    from loguru import logger
+
+    # The module's client logs through loguru; the CLI prints its own verdicts instead. Only the
+    # p11nethsm logger is switched off, and back on afterwards (main() may run inside a host).
+    sink = None
     if args.verbose:
-        from loguru import logger
-
-        logger.remove()
-        logger.add(sys.stderr, level="DEBUG", format="{time:HH:mm:ss.SSS} {level} {message}")
+        sink = logger.add(sys.stderr, level="DEBUG", format="{time:HH:mm:ss.SSS} {level} {name}: {message}")
     else:
-        from loguru import logger
+        logger.disable("p11nethsm")
+    try:
+        return _check_all(config, warnings, args)
+    finally:
+        if sink is not None:
+            logger.remove(sink)
+        else:
+            logger.enable("p11nethsm")
 
-        logger.remove()  # the module's client logs; the CLI prints its own verdicts
+
+def _check_all(config, warnings: list[str], args) -> int:
     report = _Report()
     instances = 0
     for i, slot in enumerate(config.slots):
@@ -254,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="p11nethsm", description="PKCS#11 module for Nitrokey NetHSM")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("module-path", help="print the path of the PKCS#11 module").set_defaults(func=_module_path)
-    check = sub.add_parser("check-config", help="load the configuration and print its problems")
+    check = sub.add_parser("check-config", help="validate the configuration, then check every instance (TLS, state, logins)")
     check.add_argument("file", nargs="?", help="a config file (default: the module's search paths)")
     check.add_argument("--offline", action="store_true",
                        help="only load and validate the files; no network checks")

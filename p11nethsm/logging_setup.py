@@ -20,6 +20,15 @@ UDP: one datagram per message (cut to 8 KiB). TCP: RFC 6587 non-transparent fram
 message ends with LF; LFs inside a message, e.g. tracebacks, are sent as "#012" like rsyslog).
 `syslog_hostname` is used for UDP/TCP; `syslog_process` defaults to the program name
 (basename of sys.argv[0]) and `syslog_pid` to the real pid.
+
+Debugging aid: `P11NETHSM_LOG_TEE=DIR` in the environment. Every process that configures logging
+(C_Initialize, including the fallback when the config fails to load) also writes a Trace-level
+file `DIR/p11nethsm-<pid>.log` (appended; created with DIR if needed), whatever `log_level` says,
+and the Trace/Debug lines are produced (logflags set) so the tee sees everything. The configured
+sinks keep their own level. The test suite sets it for every process it starts, and a final test
+scans the files for passphrases (tests/security/logtee.py). `P11NETHSM_LOG_TEE_SKIP_PID=<pid>`
+exempts that one process (the pytest process, which captures its own records without changing
+the level flags its tests check).
 """
 
 from __future__ import annotations
@@ -260,6 +269,32 @@ def _add_syslog(target: SyslogTarget, level: str, *, facility: int, hostname: st
     _add(sink, level, format="{message}\n{exception}", backtrace=False, diagnose=False, colorize=False)
 
 
+TEE_ENV = "P11NETHSM_LOG_TEE"
+TEE_SKIP_PID_ENV = "P11NETHSM_LOG_TEE_SKIP_PID"
+
+
+def tee_path() -> str | None:
+    """The Trace-level tee file of this process (P11NETHSM_LOG_TEE), or None."""
+    directory = os.environ.get(TEE_ENV)
+    if not directory:
+        return None
+    if os.environ.get(TEE_SKIP_PID_ENV, "") == str(os.getpid()):
+        return None
+    return os.path.join(directory, f"p11nethsm-{os.getpid()}.log")
+
+
+def _add_tee() -> bool:
+    path = tee_path()
+    if path is None:
+        return False
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _add_file(path, "TRACE")
+    except Exception:  # a debugging aid never fails C_Initialize
+        return False
+    return True
+
+
 def default_socket() -> str | None:
     for path in DEFAULT_SOCKETS:
         if os.path.exists(path):
@@ -292,7 +327,7 @@ def configure(config) -> None:
     if syslog is not None:
         _add_syslog(syslog, level, facility=facility, hostname=config.syslog_hostname,
                     process=config.syslog_process, pid=config.syslog_pid)
-    _set_flags(level)
+    _set_flags("TRACE" if _add_tee() else level)
 
 
 def configure_fallback(level: str = "Info") -> None:
@@ -304,7 +339,7 @@ def configure_fallback(level: str = "Info") -> None:
     if path is not None:
         _add_syslog(SyslogTarget("unix", path), lv, facility=FACILITIES["user"], hostname=None,
                     process=None, pid=None)
-    _set_flags(lv)
+    _set_flags("TRACE" if _add_tee() else lv)
 
 
 def _set_flags(level: str) -> None:

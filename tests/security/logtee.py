@@ -1,0 +1,86 @@
+"""pytest plugin (registered with `-p tests.security.logtee` in pyproject addopts): every module
+process of the whole test run writes a Trace-level copy of its log into one directory, and
+tests/zz_final/test_no_secrets_in_logs.py scans it for passphrases.
+
+- Subprocesses (the .so in pkcs11-tool, C hosts, python hosts...) inherit P11NETHSM_LOG_TEE and
+  write `p11nethsm-<pid>.log` at Trace (p11nethsm/logging_setup.py).
+- The pytest process itself is exempt from that (P11NETHSM_LOG_TEE_SKIP_PID): its tests check the
+  level flags. Instead a loguru sink here records, at Trace, every p11nethsm record the in-process
+  tests emit, into `pytest-<pid>.log`.
+The directory is removed at the end of a passing run (kept, and printed, when something failed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+TEE_ENV = "P11NETHSM_LOG_TEE"
+SKIP_ENV = "P11NETHSM_LOG_TEE_SKIP_PID"
+
+# Every PIN / passphrase / password the test suite (tests/, bench/, demo/) hands to the module or
+# the emulator. Matched as whole tokens (not inside a longer alphanumeric run). Not listed:
+# "Operator" (a user's real name, logged legitimately) and SoftHSM's numeric PINs (never given to
+# this module).
+SECRETS = (
+    # the standard NetHSM test credentials (emulator, README, demo)
+    "Administrator", "UnlockPassphrase", "opPassphrase",
+    # C_SetPIN / wrong-PIN tests
+    "opPassphrase2", "wrongPassphrase", "WrongPassphrase", "wrong-passphrase", "wrong-password",
+    "brandNewPassphrase", "newPassphrase", "not-the-passphrase", "NewUnlockPass",
+    "Passphrase1", "Passphrase2", "other-pin-123", "0123456789",
+    "configuredSecret1", "typedOperatorPin", "wrongOperatorPin", "localpass", "not-a-secret",
+    # tests/security and tests/zz_final
+    "zzFinalNewPin1", "garbageOpPass1",
+)
+
+_state: dict = {}
+
+
+def tee_dir() -> str | None:
+    return os.environ.get(TEE_ENV)
+
+
+def pytest_configure(config):
+    d = os.environ.get(TEE_ENV)
+    if not d:
+        d = tempfile.mkdtemp(prefix="p11nethsm-logtee-")
+        os.environ[TEE_ENV] = d
+        _state["owner"] = True
+    os.environ[SKIP_ENV] = str(os.getpid())
+    _state["dir"] = d
+    from loguru import logger
+
+    def _ours(record) -> bool:
+        name = record["name"] or ""
+        return name == "p11nethsm" or name.startswith("p11nethsm.")
+
+    _state["sink"] = logger.add(
+        os.path.join(d, f"pytest-{os.getpid()}.log"), level="TRACE", filter=_ours, colorize=False,
+        format="{time:YYYY-MM-DDTHH:mm:ss.SSSZZ} pytest[{process}] {level} {name}: {message}\n{exception}",
+        backtrace=False, diagnose=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    d = _state.get("dir")
+    if d and _state.get("owner"):
+        if exitstatus == 0 and not os.environ.get("P11NETHSM_KEEP_LOG_TEE"):
+            _state["remove"] = True
+        else:
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"p11nethsm Trace logs of this run (P11NETHSM_LOG_TEE): {d}")
+
+
+def pytest_unconfigure(config):
+    sink = _state.pop("sink", None)
+    if sink is not None:
+        from loguru import logger
+
+        try:
+            logger.remove(sink)
+        except ValueError:
+            pass
+    if _state.get("remove"):
+        shutil.rmtree(_state["dir"], ignore_errors=True)
