@@ -74,6 +74,10 @@ def _system_info(slot: Slot) -> dict:
         logger.warning("{}: /system/info failed, serial number derived from the config: {}",
                        slot.name, exc.describe())
         return {}
+    device_id = info.get("deviceId")
+    if not isinstance(device_id, str) or not device_id:
+        logger.warning("{}: /system/info has no usable deviceId ({}), serial number derived from the config",
+                       slot.name, type(device_id).__name__)
     slot.cache["system_info"] = info
     return info
 

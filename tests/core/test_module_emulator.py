@@ -145,22 +145,9 @@ def test_eight_threads_open_login_and_query_at_once(config, host):
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stdout + out.stderr
 
 
-def test_session_info_calls_per_second_through_the_module(config, host, tmp_path):
-    """Per-call floor through the .so (printed for the report; bound loose for loaded CI)."""
-    quiet = tmp_path / "quiet.conf"
-    quiet.write_text(open(config[0]).read().replace("log_level: Debug", "log_level: Error"))
-    env = dict(os.environ, P11NETHSM_CONFIG_FILE=str(quiet))
-    out = subprocess.run([host, "bench", MODULE, "1", "300000"], env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    print(out.stdout.strip())
-    rate = float(re.search(r"([\d.]+) calls/s", out.stdout).group(1))
-    assert rate > 50_000
-
-
 def test_initialize_cost_through_the_module(config, host):
-    """C_Initialize through the .so (interpreter start + dispatcher + config): printed for the
-    report; the bounds are the issue's targets with room for a loaded machine."""
+    """C_Initialize through the .so (interpreter start + dispatcher + config) stays within the
+    25 MB RSS budget (memory is deterministic; the time is measured by bench P3, not here)."""
     env = dict(os.environ, P11NETHSM_CONFIG_FILE=config[0])
     subprocess.run([host, "init", MODULE, "1", "0"], env=env, capture_output=True, timeout=60)  # warm caches
     out = subprocess.run([host, "init", MODULE, "1", "0"], env=env, capture_output=True, text=True, timeout=60)
