@@ -8,8 +8,8 @@ and uses only C_GetFunctionList. Module and baseline run in the same run, altern
 rounds; the tables show medians. Goals are reported, never asserted: this exits 0 whatever the
 numbers are (non-zero only if a benchmark could not run at all).
 
-    .venv/bin/python bench/run_all.py            # full run (about 7 minutes)
-    .venv/bin/python bench/run_all.py --quick    # short run (about 1.5 minutes)
+    .venv/bin/python bench/run_all.py            # full run (about 4.5 minutes)
+    .venv/bin/python bench/run_all.py --quick    # short run (about 1 minute)
     .venv/bin/python bench/run_all.py --only P1,P4 --rounds 5 --json results.json
 """
 from __future__ import annotations
