@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import json
 import re
 import secrets
@@ -190,6 +191,23 @@ def _check_strings(obj: Any) -> dict:
     return obj
 
 
+def _refused(exc) -> bool:
+    """The instance refused the connection at once (port closed, host unreachable, reset)."""
+    if exc.phase.value != "connect":
+        return False
+    cause, seen = exc.cause, 0
+    while cause is not None and seen < 5:  # urllib3 wraps the OSError (NewConnectionError)
+        if isinstance(cause, (ConnectionRefusedError, ConnectionResetError)):
+            return True
+        if getattr(cause, "errno", None) in _REFUSED_ERRNOS:
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
+
+
+_REFUSED_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+
+
 def _is_cert_error(exc: BaseException | None) -> bool:
     import ssl  # noqa: PLC0415
 
@@ -279,6 +297,12 @@ class NetHSM:
                 status, ctype, data = inst.pool.exchange(method, inst.base + path, body, headers)
             except ExchangeError as exc:
                 err = self._transport_error(inst, method, path, exc)
+                if _refused(exc) and self._instances.any_usable_but(inst):
+                    # Nothing was sent and no time was spent: going to the next member of the
+                    # cluster is failover, not a retry (one node down must not fail calls).
+                    inst.mark_failed(str(exc))
+                    self._kick_checker()
+                    continue
                 policy = self._failed(inst, policy, err, exc.phase.maybe_processed)
                 continue
             except BodyTooLarge:

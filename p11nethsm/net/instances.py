@@ -174,6 +174,9 @@ class InstanceSet:
     def any_usable(self) -> bool:
         return any(inst.usable for inst in self.all)
 
+    def any_usable_but(self, failed: Instance) -> bool:
+        return any(inst.usable for inst in self.all if inst is not failed)
+
     def due(self, now: float) -> list[Instance]:
         """Unreachable instances whose back-off has expired."""
         return [inst for inst in self.all if not inst.usable and inst.next_check <= now]

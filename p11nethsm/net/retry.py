@@ -4,7 +4,9 @@ Like urllib3's `Retry`: `increment(failure)` returns the policy for the next att
 failure's error. Every failure is classified by what it says about the request:
 
 * not processed (`maybe_processed=False`): connect refused, TLS failure, send error, a 412 answer (the
-  state gate runs before anything else on the device): fail over freely, whatever the call;
+  state gate runs before anything else on the device): fail over freely, whatever the call
+  (a connection refused outright while another instance is reachable does not even reach this
+  policy: NetHSM._request hands it to the next instance without using up a retry);
 * maybe processed (read timeout, connection lost while waiting, 5xx): retried only when the call is
   idempotent. A non-idempotent call raises at once with `outcome_unknown=True` on the error, and its
   caller resolves the outcome by looking (see NetHSM.generate_key / move_key), never by repeating it.

@@ -260,3 +260,30 @@ def test_no_retry_of_the_same_user_within_one_second_after_401(emu1, make):
     t = time.monotonic()
     assert c.sign(op(emu1), "p256key", "ECDSA", MSG)  # would be 429 if sent at once
     assert time.monotonic() - t >= 1.0
+
+
+def test_refused_instance_fails_over_without_retries_configured(emu2, make):
+    """One cluster member down (connection refused) must not fail calls, even with no
+    `retries` configured: nothing was sent, so going to the next member is no retry."""
+    c = make(emu2)  # retries=None: a single attempt per call
+    emu2.instances[0].down()
+    try:
+        for _ in range(4):  # round robin would pick the dead member for half of these
+            c.sign(op(emu2), "p256key", "ECDSA", MSG)
+    finally:
+        emu2.instances[0].up()
+    assert emu2.instances[1].request_count("POST", SIGN) == 4
+
+
+def test_refused_everywhere_still_fails_within_one_attempt(emu2, make):
+    c = make(emu2)
+    emu2.instances[0].down()
+    emu2.instances[1].down()
+    try:
+        t = time.monotonic()
+        with pytest.raises(TransportError):
+            c.sign(op(emu2), "p256key", "ECDSA", MSG)
+        assert time.monotonic() - t < 2.0
+    finally:
+        emu2.instances[0].up()
+        emu2.instances[1].up()
