@@ -24,10 +24,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from loguru import logger
+from p11nethsm.log import logger
 
 from p11nethsm import logflags
-from p11nethsm import logging_setup as _logging_setup  # noqa: F401  (drops loguru's default sink)
+
 from p11nethsm.api.errors import NetHSMError, PreconditionFailed, ckr_for
 from p11nethsm.ck.constants import CKR
 from p11nethsm.ck.errors import CKRError, FunctionNotSupported

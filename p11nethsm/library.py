@@ -19,7 +19,7 @@ import itertools
 import threading
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
+from p11nethsm.log import logger
 
 from p11nethsm.ck.constants import CKS
 from p11nethsm.ck.errors import (

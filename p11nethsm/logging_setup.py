@@ -1,7 +1,9 @@
 """Log sinks (loguru): stderr, a file, syslog (unix socket, UDP or TCP).
 
-Importing this module removes loguru's default stderr handler (id 0), so nothing is written
-before C_Initialize configures logging, and nothing ever goes to stdout (it belongs to the host).
+loguru itself is imported only when a line is first written (p11nethsm.log): configure() records
+the sinks and they are added then. Loading loguru removes its default stderr handler (id 0), so
+nothing is written before C_Initialize configures logging, and nothing ever goes to stdout (it
+belongs to the host).
 Our sinks only take records of the `p11nethsm` package, so a Python host's own loguru records are
 not sent to our syslog.
 
@@ -40,14 +42,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from loguru import logger
-
-from p11nethsm import logflags
-
-try:  # loguru's default handler writes to stderr before anything is configured
-    logger.remove(0)
-except ValueError:
-    pass
+from p11nethsm import log, logflags
 
 __all__ = ["configure", "configure_fallback", "SyslogSink", "FACILITIES", "LEVELS", "reset"]
 
@@ -228,20 +223,31 @@ def _stream_format(record) -> str:
 
 def reset() -> None:
     """Remove our sinks (C_Finalize keeps them, so late messages still go somewhere; tests)."""
-    for hid in _handler_ids:
-        try:
-            logger.remove(hid)
-        except ValueError:
-            pass
+    log.discard_pending()
+    if log.loaded():
+        for hid in _handler_ids:
+            try:
+                log.real().remove(hid)
+            except ValueError:
+                pass
     _handler_ids.clear()
     for sink in _syslog_sinks:
         sink.close()
     _syslog_sinks.clear()
     logflags.DEBUG = logflags.TRACE = False
+    logflags.LEVEL_NO = 1000
 
 
 def _add(sink, level: str, **kw) -> None:
-    _handler_ids.append(logger.add(sink, level=level, filter=_ours, **kw))
+    """Add a sink now if loguru is loaded, else when the first line is written."""
+
+    def add(loguru_logger) -> None:
+        try:
+            _handler_ids.append(loguru_logger.add(sink, level=level, filter=_ours, **kw))
+        except Exception as exc:  # a log sink must never break the call that logs
+            _stderr_sink(f"p11nethsm: cannot open log sink {sink!r}: {exc}\n")
+
+    log.on_load(add)
 
 
 def _stderr_sink(message) -> None:
@@ -258,6 +264,8 @@ def _add_stream(level: str) -> None:
 
 
 def _add_file(path: str, level: str) -> None:
+    with open(path, "a", encoding="utf-8"):  # fail now (C_Initialize), not at the first line
+        pass
     _add(path, level, format=_stream_format, mode="a", encoding="utf-8", colorize=False,
          backtrace=False, diagnose=False, enqueue=False)
 
@@ -344,5 +352,6 @@ def configure_fallback(level: str = "Info") -> None:
 
 def _set_flags(level: str) -> None:
     no = _LOGURU_NO[level]
+    logflags.LEVEL_NO = no
     logflags.DEBUG = no <= _LOGURU_NO["DEBUG"]
     logflags.TRACE = no <= _LOGURU_NO["TRACE"]

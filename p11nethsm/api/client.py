@@ -39,7 +39,7 @@ from functools import cached_property
 from typing import Any, Callable
 from urllib.parse import quote
 
-from loguru import logger
+from p11nethsm.log import logger
 
 from p11nethsm import logflags
 from p11nethsm.api.errors import (

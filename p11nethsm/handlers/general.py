@@ -6,7 +6,7 @@ from __future__ import annotations
 import ctypes
 import threading
 
-from loguru import logger
+from p11nethsm.log import logger
 
 import p11nethsm
 from p11nethsm import dispatch, library, logging_setup

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ctypes
 
-from loguru import logger
+from p11nethsm.log import logger
 
 from p11nethsm.api.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 from p11nethsm.ck.cdata import read_bytes, write_ulong

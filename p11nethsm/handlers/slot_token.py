@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from loguru import logger
+from p11nethsm.log import logger
 
 from p11nethsm.api.errors import NetHSMError
 from p11nethsm.ck.cdata import blank_padded, output_ulongs, write_struct, write_ulong

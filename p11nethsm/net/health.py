@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 
-from loguru import logger
+from p11nethsm.log import logger
 
 from p11nethsm.net.instances import Instance, InstanceSet
 

@@ -14,7 +14,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from loguru import logger
+from p11nethsm.log import logger
 
 from p11nethsm.config.model import InstanceConfig, SlotConfig
 from p11nethsm.state.instance_health import InstanceHealth

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 
-from loguru import logger
+from p11nethsm.log import logger
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPSConnectionPool
 

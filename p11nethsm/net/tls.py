@@ -20,7 +20,7 @@ import hmac
 import ssl
 from enum import Enum
 
-from loguru import logger
+from p11nethsm.log import logger
 
 from p11nethsm.config.model import InstanceConfig
 

@@ -11,7 +11,7 @@ Generic keys have their CKA_VALUE_LEN remembered.
 
 from __future__ import annotations
 
-from loguru import logger
+from p11nethsm.log import logger
 
 from p11nethsm.api.errors import BadRequest, Conflict, NotFound
 from p11nethsm.ck.constants import CKA, CKO

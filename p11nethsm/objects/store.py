@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from loguru import logger
+from p11nethsm.log import logger
 
 from p11nethsm.api.errors import NotFound
 from p11nethsm.ck.constants import CKA, CKO

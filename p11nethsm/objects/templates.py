@@ -96,7 +96,7 @@ def _storage_checks(tpl: Template, secret: bool) -> None:
     if secret:
         for cka, asked in ((CKA.SENSITIVE, False), (CKA.EXTRACTABLE, True), (CKA.PRIVATE, False)):
             if cka in tpl and bool(tpl.get(cka)) == asked:
-                from loguru import logger
+                from p11nethsm.log import logger
 
                 logger.info("{} = {} asked: NetHSM keys are private, sensitive and never extractable "
                             "(the key gets more protection than asked)", attributes.name_of(cka),

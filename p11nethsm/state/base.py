@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from typing import ClassVar
 
-from loguru import logger
+from p11nethsm.log import logger
 from statemachine import State, StateChart
 from statemachine.exceptions import TransitionNotAllowed
 

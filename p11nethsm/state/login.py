@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 
-from loguru import logger
+from p11nethsm.log import logger
 
 from p11nethsm.ck.errors import (
     SessionReadOnlyExists,

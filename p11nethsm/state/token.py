@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from loguru import logger
+from p11nethsm.log import logger
 
 from p11nethsm.api.errors import NetHSMError
 from p11nethsm.state.base import Machine, State

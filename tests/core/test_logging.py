@@ -183,14 +183,39 @@ def test_records_of_other_packages_are_not_taken(capfd):
     assert "host message" not in capfd.readouterr().err
 
 
-def test_loguru_default_handler_is_removed_at_import(capfd):
+def test_dispatcher_import_loads_no_loguru_and_prints_nothing_before_configuration():
+    """loguru costs ~55 ms at C_Initialize, so it is loaded on the first line written; a line
+    logged before logging is configured is written nowhere (stdout belongs to the host)."""
     import subprocess
     import sys
 
-    code = ("from p11nethsm import dispatch; from loguru import logger; "
-            "logger.patch(lambda r: r.update(name='p11nethsm.x')).error('early')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    code = ("import sys; from p11nethsm import dispatch; assert 'loguru' not in sys.modules; "
+            "from p11nethsm.log import logger; logger.error('early'); logger.warning('early'); "
+            "assert 'loguru' not in sys.modules; "
+            "import loguru; logger.error('early after a host imported loguru')")
+    env = {k: v for k, v in os.environ.items() if k != "P11NETHSM_LOG_TEE"}  # the suite's tee logs at Trace
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
     assert out.stderr == "" and out.stdout == ""
+
+
+def test_first_line_at_the_configured_level_loads_loguru_and_reaches_the_sink(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "p.log"
+    code = ("import sys; from p11nethsm import logging_setup; from p11nethsm.config.model import Config; "
+            f"logging_setup.configure(Config(slots=(), log_level='Warn', log_file={str(path)!r})); "
+            "from p11nethsm.log import logger; "
+            # our sinks take only records of the p11nethsm package: log as one of its modules
+            "g = {'__name__': 'p11nethsm.example', 'logger': logger}; "
+            "exec(\"logger.info('not written')\", g); assert 'loguru' not in sys.modules; "
+            "exec(\"logger.warning('written')\", g); assert 'loguru' in sys.modules")
+    env = {k: v for k, v in os.environ.items() if k != "P11NETHSM_LOG_TEE"}  # the suite's tee logs at Trace
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    text = path.read_text()
+    assert "written" in text and "not written" not in text
 
 
 def test_trace_login_logout_logs_transitions_and_no_password(init, tmp_path, udp_server, capfd):

@@ -1,0 +1,124 @@
+"""The module's logger: loguru, imported on the first line that is actually written.
+
+Importing loguru costs about 55 ms and 12 MB (it pulls in asyncio and ssl): more than the rest
+of C_Initialize together, and most processes that load the module at the default level (Warn)
+never write a line. So every module logs through `p11nethsm.log.logger`, a stand-in whose
+level methods first ask whether anyone would see the line:
+
+- loguru is already imported in this process (by us, a test or a Python host): forward, and
+  loguru's sinks filter as usual;
+- else only lines at or above `logflags.LEVEL_NO` (the lowest level of our configured sinks)
+  import loguru, run the sink set-up that logging_setup.configure() left pending, and forward.
+
+Everything else (`opt`, `bind`, `add`, `remove`...) is loguru's own, loaded on first use.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+
+from p11nethsm import logflags
+
+__all__ = ["logger", "loaded", "on_load", "real"]
+
+_real = None
+_lock = threading.Lock()
+_pending: list[Callable] = []  # set-up steps waiting for loguru (run once, in order)
+
+# loguru's level numbers
+TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR, CRITICAL = 5, 10, 20, 25, 30, 40, 50
+_LEVEL_NO = {"TRACE": TRACE, "DEBUG": DEBUG, "INFO": INFO, "SUCCESS": SUCCESS, "WARNING": WARNING,
+             "ERROR": ERROR, "CRITICAL": CRITICAL}
+
+
+def loaded() -> bool:
+    return _real is not None
+
+
+def real():
+    """The loguru logger, with our pending sink set-up applied."""
+    global _real
+    if _real is not None:
+        return _real
+    with _lock:
+        if _real is None:
+            from loguru import logger as loguru_logger
+
+            try:  # loguru's default handler would print everything to stderr
+                loguru_logger.remove(0)
+            except ValueError:
+                pass
+            for step in _pending:
+                step(loguru_logger)
+            _pending.clear()
+            _real = loguru_logger
+    return _real
+
+
+def on_load(step: Callable) -> None:
+    """Run `step(loguru_logger)` now if loguru is loaded, else when it first is."""
+    with _lock:
+        if _real is None:
+            _pending.append(step)
+            return
+    step(_real)
+
+
+def discard_pending() -> None:
+    with _lock:
+        _pending.clear()
+
+
+def _wanted(no: int) -> bool:
+    return _real is not None or no >= logflags.LEVEL_NO or "loguru" in sys.modules
+
+
+class _Logger:
+    """Stand-in for loguru's logger (see the module docstring)."""
+
+    __slots__ = ()
+
+    def trace(self, message, *args, **kwargs):
+        if _wanted(TRACE):
+            real().opt(depth=1).trace(message, *args, **kwargs)
+
+    def debug(self, message, *args, **kwargs):
+        if _wanted(DEBUG):
+            real().opt(depth=1).debug(message, *args, **kwargs)
+
+    def info(self, message, *args, **kwargs):
+        if _wanted(INFO):
+            real().opt(depth=1).info(message, *args, **kwargs)
+
+    def success(self, message, *args, **kwargs):
+        if _wanted(SUCCESS):
+            real().opt(depth=1).success(message, *args, **kwargs)
+
+    def warning(self, message, *args, **kwargs):
+        if _wanted(WARNING):
+            real().opt(depth=1).warning(message, *args, **kwargs)
+
+    def error(self, message, *args, **kwargs):
+        if _wanted(ERROR):
+            real().opt(depth=1).error(message, *args, **kwargs)
+
+    def critical(self, message, *args, **kwargs):
+        if _wanted(CRITICAL):
+            real().opt(depth=1).critical(message, *args, **kwargs)
+
+    def exception(self, message, *args, **kwargs):
+        if _wanted(ERROR):
+            real().opt(depth=1, exception=True).error(message, *args, **kwargs)
+
+    def log(self, level, message, *args, **kwargs):
+        no = level if isinstance(level, int) else _LEVEL_NO.get(str(level).upper(), WARNING)
+        if _wanted(no):
+            real().opt(depth=1).log(level, message, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(real(), name)
+
+
+logger = _Logger()
