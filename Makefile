@@ -9,8 +9,10 @@ PIP      := $(PY) -m pip
 # The module embeds the interpreter that builds it: a CPython with a shared libpython.
 PYTHON   ?= $(shell command -v python3.11 || command -v python3)
 
-APT_PACKAGES := build-essential opensc gnutls-bin p11-kit libp11-kit-dev softhsm2 \
-                libengine-pkcs11-openssl openssl curl openjdk-17-jdk-headless
+# python3-dev/-venv and libpython3.11: a plain Debian 12 builds the shim against its own
+# python3.11 (shared libpython in the multiarch lib dir); a pyenv Python brings its own.
+APT_PACKAGES := build-essential python3-dev python3-venv libpython3.11 opensc gnutls-bin p11-kit \
+                libp11-kit-dev softhsm2 libengine-pkcs11-openssl openssl curl openjdk-17-jdk-headless
 # p11-kit skips user config (~/.config/pkcs11/modules) in programs running as root, so root
 # registers system-wide; override with `make p11kit-register MODULE_DIR=...`.
 MODULE_DIR   ?= $(if $(filter 0,$(shell id -u)),/etc/pkcs11/modules,$(HOME)/.config/pkcs11/modules)

@@ -142,8 +142,6 @@ def _check_tls(where: str, inst, der: bytes | None, report: _Report, timeout: fl
 
 
 def _check_instance(slot, index: int, inst, report: _Report, timeout: float) -> None:
-    import dataclasses
-
     from p11nethsm.api.client import Credentials, NetHSM
     from p11nethsm.api.errors import NetHSMError, Unauthorized
 
@@ -159,8 +157,8 @@ def _check_instance(slot, index: int, inst, report: _Report, timeout: float) -> 
         print("    device state, logins: skipped (the module would refuse this TLS connection)")
         return
     # The module's own REST client, restricted to this instance, without retries.
-    one = dataclasses.replace(slot, instances=(inst,), retries=None,
-                              timeout_seconds=min(slot.timeout_seconds or timeout, timeout))
+    one = slot._replace(instances=(inst,), retries=None,
+                        timeout_seconds=min(slot.timeout_seconds or timeout, timeout))
     client = NetHSM(one, threads=False)
     try:
         try:

@@ -7,7 +7,8 @@ returning None (CKR_OK) or raising CKRError.
 
 One skeleton for every call (style-anchors §5.2):
 - before C_Initialize / after C_Finalize, everything but C_Initialize → CKR_CRYPTOKI_NOT_INITIALIZED;
-- a forwarded function without a handler → CKR_FUNCTION_NOT_SUPPORTED;
+- a forwarded function without a handler → CKR_FUNCTION_NOT_SUPPORTED; a handler's chapter module
+  (p11nethsm.handlers) is imported at the first call of one of its functions;
 - CKRError → its rv; NetHSMError → ckr_for(exc) plus a log line naming instance/method/path/status;
   412 (PreconditionFailed) → CKR_DEVICE_REMOVED on an open session, else CKR_TOKEN_NOT_PRESENT,
   and the slot's token-presence machine learns the token is gone;
@@ -32,6 +33,7 @@ from p11nethsm.api.errors import NetHSMError, PreconditionFailed, ckr_for
 from p11nethsm.ck.constants import CKR
 from p11nethsm.ck.errors import CKRError, FunctionNotSupported
 from p11nethsm.ck.functions import FUNCTIONS, INDEX
+from p11nethsm import handlers
 
 __all__ = ["entry", "handler", "is_ready", "registered"]
 
@@ -47,7 +49,6 @@ _NOT_INITIALIZED = int(CKR.CRYPTOKI_NOT_INITIALIZED)
 _GENERAL_ERROR = int(CKR.GENERAL_ERROR)
 
 _ready = False  # set by the C_Initialize / C_Finalize handlers through mark_ready()
-_handlers_loaded = False
 
 
 def _make_not_supported(name: str) -> Callable[..., None]:
@@ -59,7 +60,31 @@ def _make_not_supported(name: str) -> Callable[..., None]:
     return not_supported
 
 
+def _make_loader(name: str, chapter: str) -> Callable[..., None]:
+    """Stands for the handler of `name` until its chapter module is imported (handlers/__init__)."""
+
+    def load_and_call(*args):
+        return _load_chapter(chapter)[INDEX[name]](*args)
+
+    load_and_call.__name__ = name
+    load_and_call.chapter = chapter  # type: ignore[attr-defined]
+    return load_and_call
+
+
+def _load_chapter(chapter: str) -> list[Callable[..., None]]:
+    """Import `chapter` and put its handlers in the table (not supported if it failed); the table."""
+    module = handlers.load(chapter)
+    for name in handlers.CHAPTERS[chapter]:
+        fn = getattr(module, name, None)
+        _handlers[INDEX[name]] = fn if fn is not None else _make_not_supported(name)
+    return _handlers
+
+
 _handlers: list[Callable[..., None]] = [_make_not_supported(n) for n in _NAMES]
+for _chapter, _names in handlers.CHAPTERS.items():
+    for _name in _names:
+        _handlers[INDEX[_name]] = _make_loader(_name, _chapter)
+del _chapter, _names, _name
 
 
 def handler(fn: Callable[..., None]) -> Callable[..., None]:
@@ -79,7 +104,12 @@ def handler(fn: Callable[..., None]) -> Callable[..., None]:
 
 
 def registered(name: str) -> bool:
-    return getattr(_handlers[INDEX[name]], "registered", True)
+    """Whether a handler implements `name` (imports its chapter module to know)."""
+    fn = _handlers[INDEX[name]]
+    chapter = getattr(fn, "chapter", None)
+    if chapter is not None:
+        fn = _load_chapter(chapter)[INDEX[name]]
+    return getattr(fn, "registered", True)
 
 
 def is_ready() -> bool:
@@ -92,14 +122,6 @@ def mark_ready(ready: bool) -> None:
     _ready = ready
 
 
-def _load_handlers() -> None:
-    global _handlers_loaded
-    if not _handlers_loaded:
-        import p11nethsm.handlers  # noqa: F401  (registers every chapter's handlers)
-
-        _handlers_loaded = True
-
-
 def entry(index: int, *args: int) -> int:
     """Run the handler of FUNCTIONS[index] on the raw args; return the CK_RV."""
     if not _ready and index != _C_INITIALIZE:
@@ -107,8 +129,6 @@ def entry(index: int, *args: int) -> int:
             _log_call(index, args, _NOT_INITIALIZED, None)
         return _NOT_INITIALIZED
     try:
-        if index == _C_INITIALIZE and not _handlers_loaded:
-            _load_handlers()
         _handlers[index](*args)
     except CKRError as exc:
         rv = int(exc.rv)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import enum
 import itertools
 import threading
-from typing import TYPE_CHECKING, Any
 
 from p11nethsm.log import logger
 
@@ -31,7 +30,11 @@ from p11nethsm.ck.errors import (
 )
 from p11nethsm.config.model import Config, SlotConfig, UserConfig
 
+# typing.TYPE_CHECKING without importing typing (start-up time); type checkers know the idiom.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # imported lazily at first use, so that C_Initialize stays light
+    from typing import Any
+
     from p11nethsm.api.client import Credentials, NetHSM
     from p11nethsm.state.login import TokenLogin
     from p11nethsm.state.operation import Operation

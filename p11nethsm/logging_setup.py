@@ -36,11 +36,10 @@ the level flags its tests check).
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
 from p11nethsm import log, logflags
 
@@ -90,11 +89,8 @@ def _parse_hostport(addr: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-@dataclass
-class SyslogTarget:
-    kind: str  # "unix", "udp", "tcp"
-    address: str  # path or host:port
-    from_addr: str | None = None
+# kind: "unix", "udp" or "tcp"; address: path or host:port; from_addr: host:port or None
+SyslogTarget = namedtuple("SyslogTarget", ["kind", "address", "from_addr"], defaults=[None])
 
 
 class SyslogSink:
@@ -107,12 +103,16 @@ class SyslogSink:
                  process: str | None = None, pid: int | None = None):
         self.target = target
         self.facility = facility
-        self.hostname = hostname if hostname is not None else socket.gethostname()
+        if hostname is None and target.kind != "unix":  # a unix socket's daemon fills it in
+            import socket  # imported when needed: it is not cheap, and C_Initialize needs none
+
+            hostname = socket.gethostname()
+        self.hostname = hostname
         self.process = process or os.path.basename(sys.argv[0] if sys.argv and sys.argv[0] else "") or "p11nethsm"
         self.pid = pid
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
-        self._unix_type = socket.SOCK_DGRAM
+        self._unix_stream = False  # the unix socket turned out to be SOCK_STREAM
         self._down_until = 0.0  # after a failed reconnect, drop messages for a while
 
     RETRY_AFTER = 10.0
@@ -145,19 +145,21 @@ class SyslogSink:
                     self._down_until = time.monotonic() + self.RETRY_AFTER
 
     def _connect(self) -> socket.socket:
+        import socket
+
         t = self.target
         if t.kind == "unix":
             try:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 sock.connect(t.address)
-                self._unix_type = socket.SOCK_DGRAM
+                self._unix_stream = False
             except OSError as exc:
                 sock.close()
                 if exc.errno not in (91, 41, 107):  # EPROTOTYPE (Linux 91, macOS 41)
                     raise
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 sock.connect(t.address)
-                self._unix_type = socket.SOCK_STREAM
+                self._unix_stream = True
             return sock
         host, port = _parse_hostport(t.address)
         infos = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM if t.kind == "udp" else socket.SOCK_STREAM)
@@ -179,7 +181,7 @@ class SyslogSink:
         kind = self.target.kind
         if kind == "udp":
             self._sock.send(data[: self.MAX_UDP])
-        elif kind == "tcp" or (kind == "unix" and self._unix_type == socket.SOCK_STREAM):
+        elif kind == "tcp" or (kind == "unix" and self._unix_stream):
             self._sock.sendall(data.replace(b"\n", b"#012") + (b"\n" if kind == "tcp" else b"\0"))
         else:
             self._sock.send(data)

@@ -27,6 +27,12 @@ def main(argv=None):
                     help="plain-HTTP JSON control endpoint (faults, up/down, state, request log)")
     ap.add_argument("--labels", action="store_true", help="enable key labels (main-branch API)")
     ap.add_argument("--no-throttle", action="store_true", help="disable the failed-login 429 throttle")
+    ap.add_argument("--capacity", type=int, metavar="N",
+                    help="capacity model of every instance: at most N requests processed at once, "
+                         "the others wait in line (default: unlimited; control: PUT "
+                         "/instances/{i}/capacity)")
+    ap.add_argument("--service-time", type=float, default=0.0, metavar="SECONDS",
+                    help="with the capacity model: each request holds its slot at least this long")
     ap.add_argument("--provision", action="store_true",
                     help="if unprovisioned, provision with the standard test credentials, "
                          "operator user and standard key set (uses the REST API)")
@@ -34,6 +40,11 @@ def main(argv=None):
 
     emu = Emulator(args.listen or [("127.0.0.1", 8443)], state_dir=args.state_dir,
                    labels=args.labels, throttle=not args.no_throttle).start()
+    if args.capacity is not None and args.capacity < 1:
+        ap.error("--capacity must be >= 1")
+    if args.capacity is not None or args.service_time:
+        for inst in emu.instances:
+            inst.set_capacity(args.capacity, args.service_time)
     control = ControlServer(emu, *args.control).start() if args.control else None
     if args.provision and not emu.device.provisioned:
         from .provision import provision_standard

@@ -12,6 +12,9 @@ Routes (all JSON, loopback only):
   GET    /instances/{i}/requests         [{"method","path","status","fault"}]  (?count=1 -> {"count": n},
                                           filters: method, path (regex), status)
   DELETE /instances/{i}/requests         reset the log
+  PUT    /instances/{i}/capacity         {"concurrent": int | null, "service_time"?, "method"?, "path"?}
+  GET    /instances/{i}/capacity         {"concurrent","service_time","method","path","busy","waiting",
+                                          "processed","max_waiting"}
   PUT    /throttle                       {"enabled": bool}
 """
 from __future__ import annotations
@@ -59,7 +62,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
             if m == "PUT" and p == "/throttle":
                 emu.set_throttle(bool(body["enabled"]))
                 return self._reply(204)
-            mm = re.match(r"^/instances/(\d+)/(faults|down|up|state|requests)$", p)
+            mm = re.match(r"^/instances/(\d+)/(faults|down|up|state|requests|capacity)$", p)
             if not mm or int(mm.group(1)) >= len(emu.instances):
                 return self._reply(404, {"message": "Not found"})
             inst, what = emu.instances[int(mm.group(1))], mm.group(2)
@@ -82,6 +85,12 @@ class _ControlHandler(BaseHTTPRequestHandler):
                     return self._reply(200, {"count": inst.request_count(
                         q.get("method"), q.get("path"), status)})
                 return self._reply(200, inst.requests())
+            if what == "capacity" and m == "PUT":
+                return self._reply(200, inst.set_capacity(
+                    body.get("concurrent"), body.get("service_time") or 0.0,
+                    body.get("method"), body.get("path")))
+            if what == "capacity" and m == "GET":
+                return self._reply(200, inst.get_capacity())
             if what == "requests" and m == "DELETE":
                 inst.reset_requests()
                 return self._reply(204)
@@ -182,6 +191,14 @@ class RemoteInstance:
 
     def clear_faults(self):
         self._c.call("DELETE", self._p + "/faults")
+
+    def set_capacity(self, concurrent, service_time=0.0, method=None, path=None) -> dict:
+        return self._c.call("PUT", self._p + "/capacity", {"concurrent": concurrent,
+                                                           "service_time": service_time,
+                                                           "method": method, "path": path})
+
+    def get_capacity(self) -> dict:
+        return self._c.call("GET", self._p + "/capacity")
 
     def down(self):
         self._c.call("POST", self._p + "/down")

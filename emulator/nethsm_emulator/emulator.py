@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from .faults import Fault, FaultSet, RequestLog
+from .faults import Capacity, Fault, FaultSet, RequestLog
 from .server import HsmServer
 from .state import Device
 from .tls import TlsIdentity
@@ -18,6 +18,7 @@ class Instance:
         self.host, self.port, self.index = host, port, index
         self.faults = FaultSet()
         self.log = RequestLog()
+        self.capacity = Capacity()
         self.locked = device.provisioned and device.config["unattended_boot"] != "on"
         self._server: HsmServer | None = None
         self._lock = threading.Lock()
@@ -98,6 +99,17 @@ class Instance:
     def clear_faults(self):
         self.faults.clear()
 
+    # ------------------------------------------------------------ capacity model
+    def set_capacity(self, concurrent: int | None, service_time: float = 0.0, method=None,
+                     path=None) -> dict:
+        """At most `concurrent` requests processed at once (others wait in line, FIFO), each taking
+        at least `service_time` s. `set_capacity(None)` = unlimited (the default)."""
+        self.capacity.set(concurrent, service_time, method, path)
+        return self.capacity.to_json()
+
+    def get_capacity(self) -> dict:
+        return self.capacity.to_json()
+
     # ------------------------------------------------------------ request log
     def requests(self) -> list[dict]:
         return self.log.entries()
@@ -106,7 +118,9 @@ class Instance:
         return self.log.count(method, path, status)
 
     def reset_requests(self):
+        """Clears the request log and zeroes the capacity model's counters."""
         self.log.reset()
+        self.capacity.reset_stats()
 
 
 class Emulator:

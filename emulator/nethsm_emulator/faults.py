@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 
 # before the API runs: latency, stall, reset, error
@@ -89,6 +91,111 @@ class FaultSet:
                     if f.count == 0:
                         self._faults.remove(f)
         return latency, before, after
+
+
+class Capacity:
+    """Per-instance capacity model of an appliance (default off).
+
+    At most `concurrent` matching requests are processed at once (None = no limit); the others wait
+    in line, first come first served, like requests queued for a device's crypto engines. Each
+    processed request holds its slot for at least `service_time` seconds (it sleeps for the rest
+    after the API ran: a device whose crypto is slower than this machine's). `method`/`path` scope
+    it like a fault rule (None = every request). Waiting happens after the latency/"before" faults
+    and before the API runs; "after" faults come after the slot is released.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._line: deque = deque()  # tickets of the waiting requests, in arrival order
+        self._busy = 0               # requests holding a slot (counted only while a limit is set)
+        self.concurrent: int | None = None
+        self.service_time = 0.0
+        self.method: str | None = None
+        self.path: str | None = None
+        self._regex: re.Pattern | None = None
+        self._reset_stats()
+
+    def _reset_stats(self):
+        self.processed = 0           # requests that went through the model since set()/reset_stats()
+        self.waited = 0              # ... of which had to wait for a slot
+        self.line_sum = 0            # sum of the line lengths found on arrival (mean = line_sum/processed)
+        self.max_waiting = 0         # longest line seen
+        self.busy_seconds = 0.0      # total time slots were held
+
+    def set(self, concurrent: int | None = None, service_time: float = 0.0,
+            method: str | None = None, path: str | None = None):
+        if concurrent is not None and (isinstance(concurrent, bool) or int(concurrent) != concurrent
+                                       or concurrent < 1):
+            raise ValueError("concurrent must be an integer >= 1 or None")
+        service_time = float(service_time or 0.0)
+        if service_time < 0:
+            raise ValueError("service_time must be >= 0")
+        regex = re.compile(path) if path else None
+        with self._cond:
+            self.concurrent = None if concurrent is None else int(concurrent)
+            self.service_time = service_time
+            self.method, self.path, self._regex = method, path, regex
+            self._reset_stats()
+            self._cond.notify_all()  # a raised or removed limit lets waiting requests in
+
+    def clear(self):
+        self.set(None, 0.0)
+
+    def reset_stats(self):
+        with self._cond:
+            self._reset_stats()
+
+    @property
+    def active(self) -> bool:
+        return self.concurrent is not None or self.service_time > 0
+
+    def _applies(self, method: str, path: str) -> bool:
+        return (self.active and (self.method is None or self.method.upper() == method)
+                and (self._regex is None or self._regex.search(path) is not None))
+
+    def acquire(self, method: str, path: str):
+        """Waits for a slot. Returns a token for release(), or None when the model does not apply."""
+        with self._cond:
+            if not self._applies(method, path):
+                return None
+            counted = False
+            self.processed += 1
+            if self.concurrent is not None:
+                if self._line or self._busy >= self.concurrent:
+                    self.waited += 1
+                self.line_sum += len(self._line)
+                ticket = object()
+                self._line.append(ticket)
+                self.max_waiting = max(self.max_waiting, len(self._line))
+                while not (self._line[0] is ticket
+                           and (self.concurrent is None or self._busy < self.concurrent)):
+                    self._cond.wait()
+                self._line.popleft()
+                self._busy += 1
+                counted = True
+                self._cond.notify_all()  # the next in line re-checks
+            return counted, self.service_time, time.monotonic()
+
+    def release(self, token):
+        if token is None:
+            return
+        counted, service_time, t0 = token
+        rest = service_time - (time.monotonic() - t0)
+        if rest > 0:
+            time.sleep(rest)  # the slot stays taken: the device is still busy
+        with self._cond:
+            self.busy_seconds += time.monotonic() - t0
+            if counted:
+                self._busy -= 1
+                self._cond.notify_all()
+
+    def to_json(self) -> dict:
+        with self._cond:
+            return {"concurrent": self.concurrent, "service_time": self.service_time,
+                    "method": self.method, "path": self.path, "busy": self._busy,
+                    "waiting": len(self._line), "processed": self.processed, "waited": self.waited,
+                    "mean_line": round(self.line_sum / self.processed, 3) if self.processed else None,
+                    "max_waiting": self.max_waiting, "busy_seconds": round(self.busy_seconds, 4)}
 
 
 class RequestLog:

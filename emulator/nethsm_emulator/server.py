@@ -133,7 +133,11 @@ class HsmHandler(BaseHTTPRequestHandler):
             inst.log.record(method, path, resp.status, "error")
             self._send(resp, method)
             return
-        resp = dispatch(inst.device, inst, req)
+        token = inst.capacity.acquire(method, path)  # waits in line when the instance is busy
+        try:
+            resp = dispatch(inst.device, inst, req)
+        finally:
+            inst.capacity.release(token)  # after the rest of the service time
         if after is not None and self._apply(inst, after, method, path):
             return
         # Logged before sending, so a client that got its answer sees the entry.

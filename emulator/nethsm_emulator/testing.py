@@ -105,9 +105,11 @@ _LISTEN = re.compile(r"^listening (\S+) sha256 (\S+)$")
 
 def start_emulator_process(instances: int = 1, *, provisioned: bool = False,
                            state_dir: str | None = None, labels: bool = False,
-                           throttle: bool = True, timeout: float = 60) -> RunningEmulator:
+                           throttle: bool = True, timeout: float = 60,
+                           capacity: int | None = None, service_time: float = 0.0) -> RunningEmulator:
     """Starts `python -m nethsm_emulator` as a separate process with a control endpoint.
-    provisioned=True uses --provision (standard users and STANDARD_KEYS)."""
+    provisioned=True uses --provision (standard users and STANDARD_KEYS); capacity/service_time
+    pass --capacity/--service-time (the capacity model of every instance)."""
     state_dir = state_dir or tempfile.mkdtemp(prefix="nethsm-emulator-")
     cmd = [sys.executable, "-m", "nethsm_emulator", "--state-dir", state_dir,
            "--control", "127.0.0.1:0"]
@@ -119,6 +121,10 @@ def start_emulator_process(instances: int = 1, *, provisioned: bool = False,
         cmd.append("--no-throttle")
     if provisioned:
         cmd.append("--provision")
+    if capacity is not None:
+        cmd += ["--capacity", str(capacity)]
+    if service_time:
+        cmd += ["--service-time", str(service_time)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     urls, fp, control_url = [], None, None
     lines: queue.Queue = queue.Queue()

@@ -15,7 +15,7 @@ Every forwarded stub calls ``p11nethsm.dispatch.entry(index, *args)`` where
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 # C types that are CK_ULONG-sized scalars (all typedef'd to CK_ULONG).
 ULONG_TYPES = frozenset(
@@ -38,10 +38,12 @@ BYTE_TYPES = frozenset({"CK_BBOOL", "CK_BYTE", "CK_CHAR", "CK_UTF8CHAR"})
 FUNCPTR_TYPES = frozenset({"CK_NOTIFY"})
 
 
-@dataclass(frozen=True)
-class Arg:
-    ctype: str  # e.g. "CK_SLOT_ID", "CK_ULONG_PTR", "CK_BBOOL", "CK_VOID_PTR"
-    name: str
+# collections.namedtuple, not dataclasses or typing.NamedTuple: importing those is a large part
+# of the module's start-up time.
+class Arg(namedtuple("Arg", ["ctype", "name"])):
+    """ctype: str, e.g. "CK_SLOT_ID", "CK_ULONG_PTR", "CK_BBOOL", "CK_VOID_PTR"; name: str."""
+
+    __slots__ = ()
 
     @property
     def is_pointer(self) -> bool:
@@ -49,12 +51,11 @@ class Arg:
         return self.ctype.endswith("_PTR") or self.ctype in FUNCPTR_TYPES
 
 
-@dataclass(frozen=True)
-class Function:
-    name: str
-    args: tuple[Arg, ...]
-    since: str  # "2.40" or "3.0"
-    forwarded: bool
+class Function(namedtuple("Function", ["name", "args", "since", "forwarded"])):
+    """name: str; args: tuple[Arg, ...]; since: "2.40" or "3.0"; forwarded: bool (False: the shim
+    answers it)."""
+
+    __slots__ = ()
 
 
 def _parse(spec: str) -> tuple[Arg, ...]:

@@ -18,9 +18,8 @@ C_Initialize logs. Anything malformed raises ConfigError(file, key, problem).
 from __future__ import annotations
 
 import os
+from collections import namedtuple
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from p11nethsm.config.model import (
     Config,
@@ -31,6 +30,10 @@ from p11nethsm.config.model import (
     SyslogUdp,
     UserConfig,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ConfigError", "LoadResult", "load", "load_files", "search_paths", "ENV_VAR"]
 
@@ -53,10 +56,8 @@ class ConfigError(Exception):
         super().__init__(f"configuration error: {where + ': ' if where else ''}{problem}")
 
 
-@dataclass
-class LoadResult:
-    config: Config
-    warnings: list[str] = field(default_factory=list)
+# config: Config; warnings: list[str], for C_Initialize to log
+LoadResult = namedtuple("LoadResult", ["config", "warnings"])
 
 
 def search_paths(env: Mapping[str, str] | None = None) -> list[str]:

@@ -1,49 +1,79 @@
-"""Handlers by spec chapter. Importing this package registers every handler with the dispatcher.
+"""Handlers by spec chapter, each chapter module imported at the first call of one of its functions.
 
-Imported at the first C_Initialize. A chapter module that is missing (not written yet) or fails
-to import does not stop the module: its functions answer CKR_FUNCTION_NOT_SUPPORTED, and the
-problem is kept in PROBLEMS, which C_Initialize logs once logging is configured (a traceback for
-a module that exists but fails to import).
+CHAPTERS names the functions each chapter module implements (tests/core/test_dispatch.py checks it
+against the modules). Until then the dispatcher holds a stand-in for each of them, which imports
+the module (its @handler functions register themselves) and runs the call. So C_Initialize
+imports only `general`: importing every chapter and what they use (mechanisms, objects...) made
+up a third of its time.
+
+A chapter module that is missing (not written yet) or fails to import does not stop the module:
+its functions answer CKR_FUNCTION_NOT_SUPPORTED, and the problem is logged once, when the first of
+them is called (with a traceback for a module that exists but fails to import), and kept in
+PROBLEMS.
 """
 
 from __future__ import annotations
 
 import importlib
-import traceback
+import threading
+from types import ModuleType
 
-CHAPTERS = (
-    "general",
-    "slot_token",
-    "session",
-    "objects",
-    "sign_verify",
-    "encrypt_decrypt",
-    "digest",
-    "keymgmt",
-    "random",
-)
+from p11nethsm.log import logger
 
-LOADED: list[str] = []
+CHAPTERS: dict[str, tuple[str, ...]] = {
+    "general": ("C_Initialize", "C_Finalize", "C_GetInfo", "C_GetFunctionStatus", "C_CancelFunction"),
+    "slot_token": ("C_GetSlotList", "C_GetSlotInfo", "C_GetTokenInfo", "C_GetMechanismList",
+                   "C_GetMechanismInfo", "C_InitToken", "C_InitPIN", "C_WaitForSlotEvent"),
+    "session": ("C_OpenSession", "C_CloseSession", "C_CloseAllSessions", "C_GetSessionInfo", "C_Login",
+                "C_Logout", "C_SetPIN"),
+    "objects": ("C_FindObjectsInit", "C_FindObjects", "C_FindObjectsFinal", "C_GetAttributeValue",
+                "C_GetObjectSize", "C_CreateObject", "C_CopyObject", "C_DestroyObject",
+                "C_SetAttributeValue"),
+    "sign_verify": ("C_SignInit", "C_Sign", "C_SignUpdate", "C_SignFinal", "C_VerifyInit", "C_Verify",
+                    "C_VerifyUpdate", "C_VerifyFinal"),
+    "encrypt_decrypt": ("C_EncryptInit", "C_Encrypt", "C_EncryptUpdate", "C_EncryptFinal",
+                        "C_DecryptInit", "C_Decrypt", "C_DecryptUpdate", "C_DecryptFinal"),
+    "digest": ("C_DigestInit", "C_Digest", "C_DigestUpdate", "C_DigestKey", "C_DigestFinal"),
+    "keymgmt": ("C_GenerateKeyPair", "C_GenerateKey"),
+    "random": ("C_SeedRandom", "C_GenerateRandom"),
+}
+
 PROBLEMS: list[tuple[str, str]] = []  # (level, message)
 
-
-def _load() -> None:
-    for chapter in CHAPTERS:
-        name = f"{__name__}.{chapter}"
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                PROBLEMS.append(("warning", f"handler module {name} is not available: its functions "
-                                            "return CKR_FUNCTION_NOT_SUPPORTED"))
-            else:
-                PROBLEMS.append(("error", f"handler module {name} failed to import (its functions return "
-                                          f"CKR_FUNCTION_NOT_SUPPORTED):\n{traceback.format_exc()}"))
-        except Exception:
-            PROBLEMS.append(("error", f"handler module {name} failed to import (its functions return "
-                                      f"CKR_FUNCTION_NOT_SUPPORTED):\n{traceback.format_exc()}"))
-        else:
-            LOADED.append(chapter)
+_lock = threading.Lock()  # two threads' first calls import (and report) a chapter once
+_imported: dict[str, ModuleType | None] = {}  # chapter -> module, None if it failed
 
 
-_load()
+def load(chapter: str) -> ModuleType | None:
+    """The chapter module, imported on the first call; None if it is missing or fails to import."""
+    with _lock:
+        if chapter not in _imported:
+            _imported[chapter] = _import(chapter)
+        return _imported[chapter]
+
+
+def _import(chapter: str) -> ModuleType | None:
+    name = f"{__name__}.{chapter}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            _problem("warning", f"handler module {name} is not available: its functions return "
+                                "CKR_FUNCTION_NOT_SUPPORTED")
+            return None
+        _failed(name)
+    except Exception:
+        _failed(name)
+    return None
+
+
+def _failed(name: str) -> None:
+    import traceback  # only on this path: it is not cheap to import
+
+    _problem("error", f"handler module {name} failed to import (its functions return "
+                      f"CKR_FUNCTION_NOT_SUPPORTED):\n{traceback.format_exc()}")
+
+
+def _problem(level: str, message: str) -> None:
+    PROBLEMS.append((level, message))
+    logger.log(level.upper(), message)

@@ -90,10 +90,6 @@ def C_Initialize(pInitArgs):
             logger.error("C_Initialize failed: {}", exc)
             raise FunctionFailed(str(exc)) from None
         logging_setup.configure(result.config)
-        from p11nethsm import handlers
-
-        for level, message in handlers.PROBLEMS:
-            logger.log(level.upper(), message)
         for warning in result.warnings:
             logger.warning("configuration: {}", warning)
         lib = library.initialize(result.config, threads_allowed=threads)

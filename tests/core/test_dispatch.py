@@ -55,6 +55,32 @@ def test_unregistered_forwarded_function_is_not_supported_after_init(init, monke
     assert call("C_GetOperationState", 1, 0, 0) == CKR.FUNCTION_NOT_SUPPORTED
 
 
+def test_chapters_table_names_the_handlers_each_module_defines():
+    """handlers.CHAPTERS tells the dispatcher which module to import at a function's first call."""
+    import importlib
+
+    from p11nethsm import handlers
+
+    seen: list[str] = []
+    for chapter, names in handlers.CHAPTERS.items():
+        module = importlib.import_module(f"p11nethsm.handlers.{chapter}")
+        defined = {n for n, v in vars(module).items()
+                   if n in INDEX and getattr(v, "__module__", None) == module.__name__}
+        assert defined == set(names), chapter
+        seen += names
+    assert len(seen) == len(set(seen))
+    assert all(FUNCTIONS[INDEX[n]].forwarded for n in seen)
+
+
+def test_a_handler_is_imported_at_first_call_and_then_called_directly(init):
+    call = init()
+    assert dispatch.registered("C_GetSlotList") and not dispatch.registered("C_SignMessage")
+    assert call("C_GetSlotList", 0, None, ctypes.c_ulong()) == CKR.OK
+    from p11nethsm.handlers import slot_token
+
+    assert dispatch._handlers[INDEX["C_GetSlotList"]] is slot_token.C_GetSlotList
+
+
 def test_ckrerror_maps_to_its_rv(init, monkeypatch):
     call = init()
 
