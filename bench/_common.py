@@ -61,16 +61,6 @@ class BenchError(RuntimeError):
     pass
 
 
-def pin_process(pid: int, cpus) -> None:
-    """sched_setaffinity on every thread of a running process (the call itself pins one thread only;
-    threads created later inherit their creator's mask)."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            os.sched_setaffinity(int(tid), cpus)
-        except (OSError, ValueError):
-            pass  # a thread that just exited
-
-
 def proc_cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all threads), from /proc/PID/stat."""
     try:

@@ -26,7 +26,7 @@ def load_table(path: str = FUNCTIONS_PY):
     name = "_p11nethsm_ck_functions_for_gen"
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses looks the module up
+    sys.modules[name] = mod  # as for any imported module
     spec.loader.exec_module(mod)
     return mod
 

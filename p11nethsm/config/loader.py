@@ -355,8 +355,10 @@ def _read_yaml(path: str) -> Any:
         raise ConfigError(f"cannot read: {exc.strerror or exc}", file=path) from None
     except UnicodeDecodeError:
         raise ConfigError("is not UTF-8 text", file=path) from None
+    # libyaml's parser when PyYAML has it: the same documents, a fifth of the parse time
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
