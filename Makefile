@@ -11,7 +11,7 @@ PYTHON   ?= $(shell command -v python3.11 || command -v python3)
 
 # python3-dev/-venv and libpython3.11: a plain Debian 12 builds the shim against its own
 # python3.11 (shared libpython in the multiarch lib dir); a pyenv Python brings its own.
-APT_PACKAGES := build-essential python3-dev python3-venv libpython3.11 opensc gnutls-bin p11-kit \
+APT_PACKAGES := build-essential python3-dev python3-venv libpython3.11 opensc gnutls-bin p11-kit libnss3-tools \
                 libp11-kit-dev softhsm2 libengine-pkcs11-openssl openssl curl openjdk-17-jdk-headless
 # p11-kit skips user config (~/.config/pkcs11/modules) in programs running as root, so root
 # registers system-wide; override with `make p11kit-register MODULE_DIR=...`.
