@@ -46,6 +46,7 @@ from p11nethsm.api.errors import (
     BadRequest,
     BadResponse,
     Conflict,
+    HTTPStatusError,
     NetHSMError,
     NotFound,
     TLSVerificationError,
@@ -525,6 +526,15 @@ class NetHSM:
             if got != new_id:
                 raise self._bad(r[3], "POST", path, r[0], f"moved to {got!r}, asked for {new_id!r}")
         return new_id
+
+    def set_label(self, creds: Credentials, key_id: str, label: str) -> None:
+        """PUT /keys/{id}/label (firmware with key labels; 304 = already so). Idempotent."""
+        path = f"/keys/{_seg(key_id, _KEY_ID)}/label"
+        try:
+            self._request("PUT", path, creds, "json", _encode({"label": label}).encode())
+        except HTTPStatusError as exc:
+            if exc.status != 304:
+                raise
 
     def get_cert(self, creds: Credentials, key_id: str) -> bytes:
         path = f"/keys/{_seg(key_id, _KEY_ID)}/cert"

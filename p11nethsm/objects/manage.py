@@ -171,8 +171,32 @@ _RENAMING = (CKA.ID, CKA.LABEL)
 _MISSING = object()
 
 
+def _set_label(slot, obj, label: str) -> bool:
+    """On firmware with key labels, CKA_LABEL is the NetHSM label: set it and keep the id.
+    False when the firmware has none (its label *is* the id): the caller renames the key."""
+    store = slot.objects
+    if store.labels_supported is False:
+        return False
+    creds = _admin(slot)
+    try:
+        slot.api.set_label(creds, obj.key_id, label)
+    except NotFound:
+        # No such route (firmware without labels) or no such key: looking tells which.
+        if store.load_key(obj.key_id, creds) is None:
+            raise ObjectHandleInvalid("the key no longer exists on the NetHSM") from None
+        store.labels_supported = False
+        return False
+    except BadRequest as exc:
+        raise AttributeValueInvalid(f"the NetHSM refused the label: {exc.server_message}") from None
+    store.labels_supported = True
+    store.load_key(obj.key_id, creds)  # the cached key now reads the new label
+    logger.info("{}: key {} labelled {!r}", slot.name, obj.key_id, label)
+    return True
+
+
 def set_attributes(slot, obj, values: dict[int, object], alias_mode: bool) -> None:
-    """C_SetAttributeValue: CKA_ID / CKA_LABEL rename the key (NetHSM move); other attributes
+    """C_SetAttributeValue: CKA_ID renames the key (NetHSM move); CKA_LABEL sets the NetHSM label
+    where the firmware has labels, else renames the key too (its label is its id); other attributes
     only if unchanged (CKR_ATTRIBUTE_READ_ONLY otherwise). With `enable_set_attribute_value`
     (alias mode), the new CKA_ID/LABEL is remembered as an alias of the key instead."""
     changes = {}
@@ -194,6 +218,8 @@ def set_attributes(slot, obj, values: dict[int, object], alias_mode: bool) -> No
     store = slot.objects
     if alias_mode:
         store.set_alias(bytes(new_name), obj.key_id)
+        return
+    if CKA.ID not in changes and _set_label(slot, obj, changes[CKA.LABEL]):
         return
     new_id = encode_id(bytes(new_name))
     if new_id == obj.key_id:

@@ -92,6 +92,8 @@ class ObjectStore:
         self._value_lens: dict[str, int] = {}  # Generic key lengths learnt at generate/import
         self._aliases: dict[bytes, str] = {}  # enable_set_attribute_value: CKA_ID alias -> key id
         self._flight: _Flight | None = None
+        # Does the firmware have key labels (PUT /keys/{id}/label)? None until a label is set.
+        self.labels_supported: bool | None = None
 
     # ------------------------------------------------------------------ handles
     def _handle(self, key_id: str, kind: CKO) -> int:

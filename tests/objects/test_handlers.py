@@ -346,3 +346,45 @@ def test_alias_mode_certificate_lands_on_the_real_key(p11, hsm):
     p.ok("C_CreateObject", s, *p.template([p.cls(CKO.CERTIFICATE), (CKA.ID, b"myalias"), (CKA.VALUE, der)]), h)
     assert hsm.client().request("GET", f"/keys/{real}/cert", hsm.admin).status == 200
     hsm.client().request("DELETE", f"/keys/{real}", hsm.admin)
+
+
+def _label_rename_session(p11, hsm, kid):
+    hsm.client().json("POST", "/keys/generate", hsm.admin,
+                      {"type": "EC_P256", "mechanisms": ["ECDSA_Signature"], "id": kid})
+    p = p11()
+    s = p.open()
+    (h,) = p.find(s, [p.cls(CKO.PRIVATE_KEY), (CKA.ID, kid.encode())])
+    return p, s, h
+
+
+def test_set_label_without_firmware_labels_renames_the_key(p11, hsm):
+    """v4.0 firmware has no key labels: CKA_LABEL reads as the id, so setting it moves the key."""
+    p, s, h = _label_rename_session(p11, hsm, "lbl40")
+    p.ok("C_SetAttributeValue", s, h, *p.template([(CKA.LABEL, b"lbl40moved")]))
+    assert p.attr(s, h, CKA.ID) == b"lbl40moved" and p.attr(s, h, CKA.LABEL) == b"lbl40moved"
+    client = hsm.client()
+    assert client.request("GET", "/keys/lbl40", hsm.admin, expect=None).status == 404
+    client.request("DELETE", "/keys/lbl40moved", hsm.admin)
+
+
+def test_set_label_with_firmware_labels_sets_the_label_and_keeps_the_id(p11, write_config, monkeypatch):
+    """Firmware with key labels (`--labels`, the main-branch API): CKA_LABEL is the NetHSM label."""
+    # (the p11 fixture is there for its teardown, which finalizes the module)
+    with start_emulator(provisioned=True, keys={}, throttle=False, labels=True) as lhsm:
+        monkeypatch.setenv("P11NETHSM_CONFIG_FILE", write_config(config(lhsm)))
+        p, s, h = _label_rename_session(_initialized, lhsm, "lblkey")
+        p.ok("C_SetAttributeValue", s, h, *p.template([(CKA.LABEL, "Signing key 2026".encode())]))
+        assert p.attr(s, h, CKA.ID) == b"lblkey"
+        assert p.attr(s, h, CKA.LABEL) == "Signing key 2026".encode()
+        assert lhsm.client().json("GET", "/keys/lblkey", lhsm.admin)["label"] == "Signing key 2026"
+        # NetHSM labels are at most 32 bytes: a clear CKR, nothing changed
+        rv = p("C_SetAttributeValue", s, h, *p.template([(CKA.LABEL, b"x" * 33)]))
+        assert rv == CKR.ATTRIBUTE_VALUE_INVALID
+        assert p.attr(s, h, CKA.LABEL) == "Signing key 2026".encode()
+        p.ok("C_Finalize", None)
+
+
+def _initialized():
+    c = P11(dispatch.entry)
+    c.ok("C_Initialize", None)
+    return c
