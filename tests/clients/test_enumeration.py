@@ -87,7 +87,7 @@ def test_full_enumeration_with_certificates(big):
 
 
 def test_second_enumeration_in_the_same_process_is_one_request(big, monkeypatch):
-    from p11 import P11
+    from p11calls import Entry as P11
     from p11nethsm import dispatch, library, logging_setup
     from p11nethsm.ck.constants import CKA, CKO
 

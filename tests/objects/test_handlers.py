@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from nethsm_emulator.provision import RSA_MECHS
 from nethsm_emulator.testing import start_emulator
-from p11 import P11, b, ul
+from p11calls import Entry as P11, b, ul
 from p11nethsm import dispatch, library, logging_setup
 from p11nethsm.ck.constants import CK_UNAVAILABLE_INFORMATION, CKA, CKG, CKK, CKM, CKO, CKR, CKZ
 from p11nethsm.ck.structs import CK_ATTRIBUTE, CK_RSA_PKCS_OAEP_PARAMS, CK_RSA_PKCS_PSS_PARAMS
