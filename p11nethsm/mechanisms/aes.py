@@ -52,15 +52,23 @@ class _Cbc(Context):
         self.backend = backend
         self.iv = iv
         self.padded = padded
-        self.buf = b""
+        self.buf = b""  # input not sent yet: a partial block (or the last block, for Final)
+
+    def update_len(self, data: bytes) -> int:
+        return self._ready(len(self.buf) + len(data))
+
+    def update(self, data: bytes) -> bytes:
+        """Send every block that is ready; the IV chains from the previous chunk."""
+        buf = self.buf + data
+        n = self._ready(len(buf))
+        out = self._send(buf[:n])
+        self.buf = buf[n:]
+        return out
 
 
 class CbcEncrypt(_Cbc):
     def _ready(self, total: int) -> int:
         return total // BLOCK * BLOCK
-
-    def update_len(self, data: bytes) -> int:
-        return self._ready(len(self.buf) + len(data))
 
     def out_len(self) -> int:
         if self.padded:
@@ -85,13 +93,6 @@ class CbcEncrypt(_Cbc):
         except BadRequest as exc:
             raise DataLenRange(f"the NetHSM refused to encrypt: {exc.server_message}") from exc
         self.iv = out[-BLOCK:]
-        return out
-
-    def update(self, data: bytes) -> bytes:
-        buf = self.buf + data
-        n = self._ready(len(buf))
-        out = self._send(buf[:n])
-        self.buf = buf[n:]
         return out
 
     def final(self) -> bytes:
@@ -120,9 +121,6 @@ class CbcDecrypt(_Cbc):
             return max(0, (total - 1) // BLOCK * BLOCK)
         return total // BLOCK * BLOCK
 
-    def update_len(self, data: bytes) -> int:
-        return self._ready(len(self.buf) + len(data))
-
     def out_len(self) -> int:
         if len(self.buf) % BLOCK or (self.padded and not self.buf):
             raise EncryptedDataLenRange("AES-CBC ciphertext must be a multiple of 16 bytes")
@@ -142,13 +140,6 @@ class CbcDecrypt(_Cbc):
         except BadRequest as exc:
             raise EncryptedDataInvalid(f"the NetHSM refused to decrypt: {exc.server_message}") from exc
         self.iv = chunk[-BLOCK:]
-        return out
-
-    def update(self, data: bytes) -> bytes:
-        buf = self.buf + data
-        n = self._ready(len(buf))
-        out = self._send(buf[:n])
-        self.buf = buf[n:]
         return out
 
     def final(self) -> bytes:
