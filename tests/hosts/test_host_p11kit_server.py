@@ -1,0 +1,70 @@
+"""`p11-kit server` runs the module out of process (in `p11-kit remote`, which speaks the RPC over
+its stdin/stdout: one stray byte from the module on stdout breaks every call), and pkcs11-tool
+reaches it through p11-kit-client.so: the token is listed and an ECDSA signature made through
+the RPC verifies."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from conftest import LABEL, need
+from secenv import MODULE
+
+CLIENT = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
+
+
+@pytest.fixture
+def server(hosts_hsm, tmp_path):
+    need("p11-kit", "pkcs11-tool")
+    if not os.path.exists(CLIENT):
+        pytest.skip("p11-kit-client.so not installed")
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    socket = runtime / "p11nethsm.sock"
+    env = dict(hosts_hsm["env"], XDG_RUNTIME_DIR=str(runtime))
+    proc = subprocess.Popen(["p11-kit", "server", "-f", "--provider", MODULE, "-n", str(socket),
+                             f"pkcs11:token={LABEL}"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not socket.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    if not socket.exists():
+        proc.kill()
+        pytest.fail(f"p11-kit server did not start: {proc.stderr.read().decode()[-2000:]}")
+    try:
+        yield dict(env, P11_KIT_SERVER_ADDRESS=f"unix:path={socket}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def tool(env, *args):
+    r = subprocess.run(["pkcs11-tool", "--module", CLIENT, *args], env=env, capture_output=True,
+                       timeout=120)
+    assert r.returncode == 0, (r.stdout + r.stderr).decode()[-3000:]
+    return r.stdout.decode()
+
+
+def test_token_is_listed_through_the_p11kit_rpc(server):
+    out = tool(server, "-L")
+    assert f"token label        : {LABEL}" in out, out
+    assert "Nitrokey" in out, out
+
+
+def test_ecdsa_signature_through_the_p11kit_rpc_verifies(server, hosts_hsm, tmp_path):
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(b"through p11-kit")
+    (tmp_path / "h.bin").write_bytes(digest.finalize())
+    tool(server, "--login", "--pin", hosts_hsm["hsm"].operator[1], "--sign", "--id", b"p256key".hex(),
+         "-m", "ECDSA", "-i", str(tmp_path / "h.bin"), "-o", str(tmp_path / "sig.bin"))
+    sig = (tmp_path / "sig.bin").read_bytes()
+    assert len(sig) == 64  # raw r||s, as PKCS#11 wants
+    pub = serialization.load_pem_public_key(hosts_hsm["pems"]["p256key"].read_bytes())
+    der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    pub.verify(der, (tmp_path / "h.bin").read_bytes(), ec.ECDSA(utils.Prehashed(hashes.SHA256())))
