@@ -230,7 +230,6 @@ class NetHSM:
     def __init__(self, slot: SlotConfig, *, threads: bool):
         from p11nethsm.net.instances import Instance, InstanceSet  # noqa: PLC0415
         from p11nethsm.net.retry import RetryPolicy  # noqa: PLC0415
-        from p11nethsm.net.tls import warn_if_insecure  # noqa: PLC0415
 
         self.slot = slot
         self.threads = threads
@@ -241,8 +240,6 @@ class NetHSM:
         self._checker = None
         self._checker_lock = threading.Lock()
         self._closed = False
-        for cfg in slot.instances:
-            warn_if_insecure(cfg)
 
     def __repr__(self) -> str:
         return f"NetHSM({self.slot.label!r}, {list(self._instances.all)})"

@@ -92,6 +92,7 @@ def C_Initialize(pInitArgs):
         logging_setup.configure(result.config)
         for warning in result.warnings:
             logger.warning("configuration: {}", warning)
+        _warn_insecure(result.config)
         lib = library.initialize(result.config, threads_allowed=threads)
         logger.info(
             "p11nethsm {} initialized: {} slot(s) from {}; threads {}",
@@ -99,6 +100,15 @@ def C_Initialize(pInitArgs):
             "allowed" if lib.threads_allowed else "disabled",
         )
         dispatch.mark_ready(True)
+
+
+def _warn_insecure(config) -> None:
+    """The start-up warning of `danger_insecure_cert` (pkcs11-setup.txt): from the config alone."""
+    for slot in config.slots:
+        for inst in slot.instances:
+            if inst.danger_insecure_cert:
+                logger.warning("slot {!r}: {}: danger_insecure_cert is set: the certificate of this "
+                               "NetHSM is not checked", slot.label, inst.url)
 
 
 @handler

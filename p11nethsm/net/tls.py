@@ -20,8 +20,6 @@ import hmac
 import ssl
 from enum import Enum
 
-from p11nethsm.log import logger
-
 from p11nethsm.config.model import InstanceConfig
 
 
@@ -93,9 +91,3 @@ def make_ssl_context(inst: InstanceConfig) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
-
-def warn_if_insecure(inst: InstanceConfig) -> None:
-    """The start-up warning of `danger_insecure_cert` (called when the slot's client is built)."""
-    if tls_mode(inst) is TLSMode.INSECURE:
-        logger.warning("{}: danger_insecure_cert is set: the certificate of this NetHSM is not checked",
-                       inst.url)

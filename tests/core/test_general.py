@@ -248,3 +248,19 @@ def test_initialize_imports_no_crypto_or_http_and_grows_rss_under_25mb(write_con
 
 
 _ = (resource, time)
+
+
+def test_danger_insecure_cert_is_warned_about_at_c_initialize(call, write_config, monkeypatch, capfd):
+    """pkcs11-setup.txt: skipping certificate checks is logged at start, before any connection."""
+    monkeypatch.setenv("P11NETHSM_CONFIG_FILE", write_config(
+        "log_file: '-'\n" + BOTH_USERS_NO_PASSWORDS.replace(
+            "url: https://127.0.0.1:1/api/v1", "url: https://127.0.0.1:1/api/v1\n        danger_insecure_cert: true")))
+    assert call("C_Initialize", None) == CKR.OK
+    err = capfd.readouterr().err
+    assert "slot 'LocalHSM': https://127.0.0.1:1/api/v1: danger_insecure_cert is set" in err, err
+
+
+def test_no_insecure_warning_for_a_verified_instance(call, write_config, monkeypatch, capfd):
+    monkeypatch.setenv("P11NETHSM_CONFIG_FILE", write_config("log_file: '-'\n" + BOTH_USERS_NO_PASSWORDS))
+    assert call("C_Initialize", None) == CKR.OK
+    assert "danger_insecure_cert" not in capfd.readouterr().err
