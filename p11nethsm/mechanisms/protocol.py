@@ -32,20 +32,19 @@ def _precheck(p_len: int, size: int) -> None:
         raise BufferTooSmall(size)
 
 
-def run_single(op, p_data: int, data_len: int, p_out: int, p_len: int) -> None:
-    """C_Sign / C_Encrypt / C_Decrypt / C_Digest."""
-    ctx = op.single()
+def _deliver(op, ctx, p_out: int, p_len: int, size, work) -> None:
+    """The size query / BUFFER_TOO_SMALL / cached result protocol of the module docstring, once:
+    `size()` answers a size query (no network), `work()` produces the output (kept on ctx)."""
     try:
         if ctx.result is None:
             if not p_len:
                 raise ArgumentsBad("NULL length pointer")
-            data = read_bytes(p_data, data_len)
             if not p_out:
-                write_ulong(p_len, ctx.single_len(data))
+                write_ulong(p_len, size())
                 return
             if ctx.exact:
-                _precheck(p_len, ctx.single_len(data))
-            ctx.result = ctx.single(data)
+                _precheck(p_len, size())
+            ctx.result = work()
         output_bytes(p_out, p_len, ctx.result)
     except BufferTooSmall:
         raise
@@ -53,28 +52,23 @@ def run_single(op, p_data: int, data_len: int, p_out: int, p_len: int) -> None:
         op.abort()
         raise
     op.finish()
+
+
+def run_single(op, p_data: int, data_len: int, p_out: int, p_len: int) -> None:
+    """C_Sign / C_Encrypt / C_Decrypt / C_Digest."""
+    ctx = op.single()
+    try:
+        data = read_bytes(p_data, data_len) if ctx.result is None else b""
+    except BaseException:
+        op.abort()
+        raise
+    _deliver(op, ctx, p_out, p_len, lambda: ctx.single_len(data), lambda: ctx.single(data))
 
 
 def run_final(op, p_out: int, p_len: int) -> None:
     """C_SignFinal / C_EncryptFinal / C_DecryptFinal / C_DigestFinal."""
     ctx = op.context
-    try:
-        if ctx.result is None:
-            if not p_len:
-                raise ArgumentsBad("NULL length pointer")
-            if not p_out:
-                write_ulong(p_len, ctx.out_len())
-                return
-            if ctx.exact:
-                _precheck(p_len, ctx.out_len())
-            ctx.result = ctx.final()
-        output_bytes(p_out, p_len, ctx.result)
-    except BufferTooSmall:
-        raise
-    except BaseException:
-        op.abort()
-        raise
-    op.finish()
+    _deliver(op, ctx, p_out, p_len, ctx.out_len, ctx.final)
 
 
 def run_update(op, p_in: int, in_len: int, p_out: int, p_len: int) -> None:
