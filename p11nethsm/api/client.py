@@ -30,6 +30,7 @@ import base64
 import binascii
 import errno
 import json
+import math
 import re
 import secrets
 import threading
@@ -61,9 +62,11 @@ JSON = "application/json"
 PEM = "application/x-pem-file"
 OCTETS = "application/octet-stream"
 RANDOM_CHUNK = 1024  # the device's limit per /random request
+CALL_SLACK = 3.0  # seconds beyond (retries.count + 1) * timeout_seconds that one API call may take
 THROTTLE_SECONDS = 1.05  # after a 401, the device answers 429 to the same user for 1 s (notes §4.2)
 _MESSAGE_MAX = 200  # server messages are cut to this length in errors and logs
 
+_monotonic = time.monotonic
 _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?:~[A-Za-z0-9][A-Za-z0-9_.-]{0,127})?")
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
@@ -236,6 +239,13 @@ class NetHSM:
         self._instances = InstanceSet(tuple(Instance(cfg, slot) for cfg in slot.instances))
         self._policies = {True: RetryPolicy.from_config(slot.retries, idempotent=True),
                           False: RetryPolicy.from_config(slot.retries, idempotent=False)}
+        # The documented worst case of one API call: (retries.count + 1) * timeout_seconds + 3 s.
+        # Each attempt ends timeout_seconds after it starts (connect, send and read together), and
+        # nothing of the call (retry delays, inline health checks) runs past the whole budget.
+        t = slot.timeout_seconds
+        self._timeout = t if t and math.isfinite(t) and t > 0 else None
+        self._budget = ((self._policies[True].remaining + 1) * self._timeout + CALL_SLACK
+                        if self._timeout else None)
         self._last_401: dict[str, float] = {}
         self._checker = None
         self._checker_lock = threading.Lock()
@@ -282,6 +292,8 @@ class NetHSM:
         from p11nethsm.net.pool import BodyTooLarge, ExchangeError  # noqa: PLC0415
 
         headers = creds.headers[kind] if creds is not None else _KINDS[kind]
+        timeout = self._timeout
+        end = _monotonic() + self._budget if timeout else None  # the call's deadline
         if creds is not None and self._last_401:
             self._respect_throttle(creds.username)
         policy = self._policies[idempotent]
@@ -291,8 +303,10 @@ class NetHSM:
             if inline:
                 inline = self._inline_checks(inline)
             inst = self._instances.pick()
+            deadline = min(_monotonic() + timeout, end) if timeout else None
             try:
-                status, ctype, data = inst.pool.exchange(method, inst.base + path, body, headers)
+                status, ctype, data = inst.pool.exchange(method, inst.base + path, body, headers,
+                                                         deadline=deadline)
             except ExchangeError as exc:
                 err = self._transport_error(inst, method, path, exc)
                 if _refused(exc) and self._instances.any_usable_but(inst):
@@ -301,7 +315,7 @@ class NetHSM:
                     inst.mark_failed(str(exc))
                     self._kick_checker()
                     continue
-                policy = self._failed(inst, policy, err, exc.phase.maybe_processed)
+                policy = self._failed(inst, policy, err, exc.phase.maybe_processed, end)
                 continue
             except BodyTooLarge:
                 raise self._bad(inst.name, method, path, None, "answer larger than the size limit") from None
@@ -321,21 +335,24 @@ class NetHSM:
                         self._kick_checker()
                         err.attempts = len(policy.history) + 1
                         raise err
-                policy = self._failed(inst, policy, err, status >= 500)
+                policy = self._failed(inst, policy, err, status >= 500, end)
                 continue
             err.outcome_unknown = any(f.maybe_processed for f in policy.history)
             err.attempts = len(policy.history) + 1
             raise err
 
-    def _failed(self, inst, policy, err: NetHSMError, maybe_processed: bool):
-        """Mark the instance, then the next policy (raises when the call must stop)."""
+    def _failed(self, inst, policy, err: NetHSMError, maybe_processed: bool, end: float | None):
+        """Mark the instance, then the next policy (raises when the call must stop: retries used
+        up, or the call's deadline `end` reached)."""
         from p11nethsm.net.retry import Failure  # noqa: PLC0415
 
         inst.mark_failed(f"{err.status}" if err.status else str(err.args[0] if err.args else err))
         self._kick_checker()
+        if end is not None and _monotonic() >= end:
+            policy = policy.out_of_time()
         policy = policy.increment(Failure(inst.name, err, maybe_processed))
         if policy.delay and not self._instances.any_usable():
-            time.sleep(policy.delay)
+            time.sleep(policy.delay if end is None else max(0.0, min(policy.delay, end - _monotonic())))
         return policy
 
     def _inline_checks(self, budget: int) -> int:

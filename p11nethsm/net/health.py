@@ -34,7 +34,8 @@ def probe(inst: Instance, timeout: float, on_connection=None) -> tuple[bool, str
         on_connection(conn)
     inst.stats.health_checks += 1
     try:
-        status, _, _ = pool.exchange("GET", inst.base + "/health/ready", None, _HEADERS, conn=conn)
+        status, _, _ = pool.exchange("GET", inst.base + "/health/ready", None, _HEADERS, conn=conn,
+                                     deadline=time.monotonic() + timeout)
     except (ExchangeError, BodyTooLarge) as exc:
         return False, str(exc)
     finally:

@@ -98,6 +98,13 @@ class NetHSMConnection(HTTPSConnection):
     label: str = ""
     pins: tuple[bytes, ...] = ()
     last_used: float = 0.0
+    deadline: float | None = None  # of the exchange that connects (TCP connect + TLS handshake)
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        if self.deadline is not None:  # the TLS handshake gets what the TCP connect left
+            sock.settimeout(max(self.deadline - time.monotonic(), 0.001))
+        return sock
 
     def connect(self) -> None:
         super().connect()
@@ -182,13 +189,13 @@ class InstancePool(HTTPSConnectionPool):
         self.pool = None
 
     def exchange(self, method: str, url: str, body: bytes | None, header_lines: list[bytes],
-                 conn: NetHSMConnection | None = None) -> tuple[int, str, bytes]:
+                 conn: NetHSMConnection | None = None, deadline: float | None = None) -> tuple[int, str, bytes]:
         """`_exchange` with SIGPIPE blocked in this thread (see p11nethsm.net.sigpipe)."""
         with SigpipeBlocked():
-            return self._exchange(method, url, body, header_lines, conn)
+            return self._exchange(method, url, body, header_lines, conn, deadline)
 
     def _exchange(self, method: str, url: str, body: bytes | None, header_lines: list[bytes],
-                  conn: NetHSMConnection | None = None) -> tuple[int, str, bytes]:
+                  conn: NetHSMConnection | None = None, deadline: float | None = None) -> tuple[int, str, bytes]:
         """Send one request, read the whole answer: (status, content type, body).
 
         `header_lines` are encoded `Name: value` lines (built once per credentials, not per
@@ -197,6 +204,9 @@ class InstancePool(HTTPSConnectionPool):
         wrapper is not needed: we always read the whole, bounded body).
         Raises ExchangeError (no usable answer) or BodyTooLarge. With `conn`, use that
         connection (a health check on a fresh, unpooled connection) and never pool it.
+        `deadline` (monotonic seconds): the whole exchange, connect and TLS handshake included,
+        ends by then whatever the peer does (tls.DeadlineSSLSocket); a per-read timeout alone
+        would let a peer that drips bytes keep it alive forever.
         """
         pooled = conn is None
         if pooled:
@@ -204,8 +214,12 @@ class InstancePool(HTTPSConnectionPool):
         phase = Phase.CONNECT
         try:
             if conn.sock is None:
+                if deadline is not None:
+                    conn.timeout = max(deadline - time.monotonic(), 0.001)
+                conn.deadline = deadline
                 conn.connect()
                 self.stats.connections += 1
+            conn.sock.deadline = deadline
             phase = Phase.SEND
             self.stats.requests += 1
             _putrequest(conn, method, url, skip_host=True, skip_accept_encoding=True)

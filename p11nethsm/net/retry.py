@@ -13,8 +13,10 @@ failure's error. Every failure is classified by what it says about the request:
 
 Bounds (docs/pkcs11-setup.txt, "Network reliability"): at most `count + 1` API requests per call
 (plus at most 3 inline health checks when threads are not allowed), so at most
-`(count + 1) * timeout_seconds + 3` seconds, plus `delay_seconds` before each retry that has no
-reachable instance to go to (failing over to a reachable instance does not wait).
+`(count + 1) * timeout_seconds + 3` seconds: each attempt ends `timeout_seconds` after it starts
+(connect, send, read together; p11nethsm.net.tls.DeadlineSSLSocket), and `delay_seconds` before a
+retry that has no reachable instance to go to (failing over to a reachable one does not wait) is cut
+short, and retries stop, at that bound (NetHSM._request).
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ class RetryPolicy:
             err.attempts = len(history)
             raise err
         return replace(self, remaining=self.remaining - 1, history=history)
+
+    def out_of_time(self) -> RetryPolicy:
+        """The call's deadline passed: no retry left (the next failure ends the call)."""
+        return replace(self, remaining=0)
 
     def __repr__(self) -> str:
         return (f"RetryPolicy(remaining={self.remaining}, delay={self.delay}, idempotent={self.idempotent}, "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ssl
+import time
 from enum import Enum
 
 from p11nethsm.config.model import InstanceConfig
@@ -77,6 +78,40 @@ def pin_matches(der: bytes, pins: tuple[bytes, ...]) -> tuple[bool, bytes]:
     return ok, digest
 
 
+_monotonic = time.monotonic
+_recv_into = ssl.SSLSocket.recv_into
+_send = ssl.SSLSocket.send
+
+
+class DeadlineSSLSocket(ssl.SSLSocket):
+    """An SSLSocket whose reads and writes end at `deadline` (monotonic seconds), if set.
+
+    A socket timeout only bounds each read, so a peer dripping one byte (or one TLS record) per
+    second would keep a call alive forever. Before each recv/send the socket timeout is set to
+    what is left until the deadline (a C call; http.client does one or two reads per answer), and
+    past it the read fails as a timeout. `deadline` is set per exchange by p11nethsm.net.pool;
+    None (no `timeout_seconds`) costs one attribute test.
+    """
+
+    deadline: float | None = None
+
+    def _bound(self) -> None:
+        left = self.deadline - _monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out (deadline of the call)")
+        self.settimeout(left)
+
+    def recv_into(self, buffer, nbytes=None, flags=0):
+        if self.deadline is not None:
+            self._bound()
+        return _recv_into(self, buffer, nbytes, flags)
+
+    def send(self, data, flags=0):
+        if self.deadline is not None:
+            self._bound()
+        return _send(self, data, flags)
+
+
 def make_ssl_context(inst: InstanceConfig) -> ssl.SSLContext:
     """The client context of one instance (built once, shared by all its connections)."""
     mode = tls_mode(inst)
@@ -89,5 +124,6 @@ def make_ssl_context(inst: InstanceConfig) -> ssl.SSLContext:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE  # PINNED: checked after the handshake by pin_matches
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.sslsocket_class = DeadlineSSLSocket
     return ctx
 
