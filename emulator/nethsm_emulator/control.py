@@ -14,7 +14,7 @@ Routes (all JSON, loopback only):
   DELETE /instances/{i}/requests         reset the log
   PUT    /instances/{i}/capacity         {"concurrent": int | null, "service_time"?, "method"?, "path"?}
   GET    /instances/{i}/capacity         {"concurrent","service_time","method","path","busy","waiting",
-                                          "processed","max_waiting"}
+                                          "processed","max_waiting","max_busy"}
   PUT    /throttle                       {"enabled": bool}
 """
 from __future__ import annotations

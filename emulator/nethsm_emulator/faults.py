@@ -120,6 +120,7 @@ class Capacity:
         self.waited = 0              # ... of which had to wait for a slot
         self.line_sum = 0            # sum of the line lengths found on arrival (mean = line_sum/processed)
         self.max_waiting = 0         # longest line seen
+        self.max_busy = 0            # most requests holding a slot at once
         self.busy_seconds = 0.0      # total time slots were held
 
     def set(self, concurrent: int | None = None, service_time: float = 0.0,
@@ -172,6 +173,7 @@ class Capacity:
                     self._cond.wait()
                 self._line.popleft()
                 self._busy += 1
+                self.max_busy = max(self.max_busy, self._busy)
                 counted = True
                 self._cond.notify_all()  # the next in line re-checks
             return counted, self.service_time, time.monotonic()
@@ -195,7 +197,8 @@ class Capacity:
                     "method": self.method, "path": self.path, "busy": self._busy,
                     "waiting": len(self._line), "processed": self.processed, "waited": self.waited,
                     "mean_line": round(self.line_sum / self.processed, 3) if self.processed else None,
-                    "max_waiting": self.max_waiting, "busy_seconds": round(self.busy_seconds, 4)}
+                    "max_waiting": self.max_waiting, "max_busy": self.max_busy,
+                    "busy_seconds": round(self.busy_seconds, 4)}
 
 
 class RequestLog:

@@ -43,25 +43,32 @@ def parallel(url: str, fingerprint: str, n: int = 8, path: str = "/health/state"
 
 
 def test_one_slot_serializes_and_clearing_restores():
+    # Lower time bounds only (a loaded machine can be slower, never faster); how many requests
+    # ran at once is read from the model's counters, not inferred from wall time.
     with start_emulator(instances=2) as run:
         a, b = run.instances
         assert a.get_capacity()["concurrent"] is None  # default off
         a.set_capacity(1, service_time=0.1)
         assert parallel(run.urls[0], run.fingerprint) >= 0.8  # 8 x 100 ms, one at a time
         cap = a.get_capacity()
-        assert cap["processed"] == 8 and cap["max_waiting"] >= 2 and cap["busy"] == 0
-        assert parallel(run.urls[1], run.fingerprint) < 0.5   # per instance: b is unaffected
+        assert cap["processed"] == 8 and cap["max_busy"] == 1 and cap["busy"] == 0
+        assert cap["max_waiting"] >= 2
+        parallel(run.urls[1], run.fingerprint)                # per instance: b has no model
+        assert b.get_capacity()["processed"] == 0 and b.get_capacity()["concurrent"] is None
         a.set_capacity(4, service_time=0.1)
-        assert 0.2 <= parallel(run.urls[0], run.fingerprint) < 0.7  # 2 waves of 4
+        assert parallel(run.urls[0], run.fingerprint) >= 0.2  # 2 waves of 4
+        cap = a.get_capacity()
+        assert cap["processed"] == 8 and cap["max_busy"] == 4 and cap["waited"] >= 1
         a.set_capacity(None)
-        assert parallel(run.urls[0], run.fingerprint) < 0.5
+        parallel(run.urls[0], run.fingerprint)
+        assert a.get_capacity()["processed"] == 0             # cleared: nothing goes through it
 
 
 def test_scoped_by_path_and_validated():
     with start_emulator() as run:
         inst = run.instances[0]
         inst.set_capacity(1, service_time=0.1, method="POST", path=r"/sign$")
-        assert parallel(run.url, run.fingerprint) < 0.5       # GET /health/state: not in scope
+        parallel(run.url, run.fingerprint)                    # GET /health/state: not in scope
         assert inst.get_capacity()["processed"] == 0
         with pytest.raises(ValueError):
             inst.set_capacity(0)
@@ -76,7 +83,8 @@ def test_control_endpoint_and_cli_flag():
         assert inst.get_capacity()["concurrent"] == 1 and inst.get_capacity()["service_time"] == 0.1
         assert parallel(run.url, run.fingerprint) >= 0.8
         assert inst.set_capacity(None)["concurrent"] is None
-        assert parallel(run.url, run.fingerprint) < 0.5
+        parallel(run.url, run.fingerprint)
+        assert inst.get_capacity()["processed"] == 0          # cleared: nothing goes through it
         with pytest.raises(RuntimeError, match="400"):
             inst.set_capacity(0)
     finally:
