@@ -141,6 +141,10 @@ def entry(index: int, *args: int) -> int:
             _log_call(index, args, rv, exc)
         return rv
     except Exception:
+        if not _ready:  # C_Finalize tore the module down under this call: not a module error
+            if logflags.DEBUG:
+                _log_call(index, args, _NOT_INITIALIZED, None)
+            return _NOT_INITIALIZED
         logger.exception("{}: unexpected error, returning CKR_GENERAL_ERROR", _NAMES[index])
         if logflags.DEBUG:
             _log_call(index, args, _GENERAL_ERROR, None)

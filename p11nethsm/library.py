@@ -131,6 +131,8 @@ class Slot:
         api = self._api
         if api is None:
             with self._lock:
+                if self.library.finalized.is_set():  # a call still running after C_Finalize
+                    raise CryptokiNotInitialized("C_Finalize ran during the call")
                 if self._api is None:
                     factory = api_factory
                     if factory is None:
@@ -144,6 +146,8 @@ class Slot:
         store = self._objects
         if store is None:
             with self._lock:
+                if self.library.finalized.is_set():
+                    raise CryptokiNotInitialized("C_Finalize ran during the call")
                 if self._objects is None:
                     from p11nethsm.objects.store import ObjectStore
 
@@ -216,15 +220,17 @@ class Slot:
 
     def close(self) -> None:
         """C_Finalize: close the api (joins its background threads) and the object store."""
-        for thing in (self._objects, self._api):
+        with self._lock:  # after library.finalized is set: no call builds them again
+            things = (self._objects, self._api)
+            self._objects = None
+            self._api = None
+        for thing in things:
             close = getattr(thing, "close", None)
             if close is not None:
                 try:
                     close()
                 except Exception:
                     logger.exception("{}: error while closing {}", self.name, type(thing).__name__)
-        self._objects = None
-        self._api = None
 
 
 class Session:
@@ -272,12 +278,14 @@ class Session:
         if op is None:
             from p11nethsm.state.operation import Operation
 
-            op = self._ops[kind] = Operation(kind, f"op[{kind.value} slot {self.slot.slot_id} session {self.handle}]")
+            # setdefault: two threads sharing the session get the same operation
+            op = self._ops.setdefault(kind, Operation(kind, f"op[{kind.value} slot {self.slot.slot_id} session {self.handle}]"))
         return op
 
     def abort_all(self) -> None:
-        for op in self._ops.values():
-            op.abort()
+        """The session is closed: end its operations; calls still running on it get SESSION_CLOSED."""
+        for op in list(self._ops.values()):
+            op.abort(closed=True)
 
     def __repr__(self) -> str:
         return f"<Session {self.handle} slot={self.slot.slot_id} {'RW' if self.rw else 'RO'}>"

@@ -14,8 +14,7 @@ from p11nethsm.mechanisms.registry import implementation
 @handler
 def C_DigestInit(hSession, pMechanism):
     op = get_library().session(hSession).op(OpKind.DIGEST)
-    if op.active:
-        op.begin(None)  # raises OperationActive
+    op.require_idle()  # OperationActive when one runs (checked before reading the mechanism)
     ckm, param = read_mechanism(pMechanism)
     op.begin(implementation(ckm).digest_init(param))
 

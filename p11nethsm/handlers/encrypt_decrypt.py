@@ -20,8 +20,7 @@ def _init(hSession, pMechanism, hKey, kind: OpKind):
     if not pMechanism:
         op.abort()
         return
-    if op.active:
-        op.begin(None)  # raises OperationActive
+    op.require_idle()  # OperationActive when one runs (checked before reading the mechanism)
     ckm, param = read_mechanism(pMechanism)
     mech = implementation(ckm)
     obj = key_object(session, hKey)

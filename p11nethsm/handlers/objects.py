@@ -24,8 +24,7 @@ class FindContext:
 def C_FindObjectsInit(hSession, pTemplate, ulCount):
     session = get_library().session(hSession)
     op = session.op(OpKind.FIND)
-    if op.active:
-        op.begin(None)  # raises OperationActive
+    op.require_idle()  # OperationActive when one runs (before reading the template)
     template = read_template(pTemplate, ulCount)
     op.begin(FindContext(session.slot.objects.find(session, template)))
 

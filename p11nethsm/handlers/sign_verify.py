@@ -20,8 +20,7 @@ def _init(hSession, pMechanism, hKey, kind: OpKind):
     if not pMechanism:
         op.abort()
         return
-    if op.active:
-        op.begin(None)  # raises OperationActive
+    op.require_idle()  # OperationActive when one runs (checked before reading the mechanism)
     ckm, param = read_mechanism(pMechanism)
     mech = implementation(ckm)
     obj = key_object(session, hKey)
@@ -67,7 +66,7 @@ def C_Verify(hSession, pData, ulDataLen, pSignature, ulSignatureLen):
     try:
         ctx.update(read_bytes(pData, ulDataLen))
     except BaseException:
-        op.abort()
+        op.abort(ctx)
         raise
     run_verify(op, ctx, pSignature, ulSignatureLen)
 
@@ -80,4 +79,4 @@ def C_VerifyUpdate(hSession, pPart, ulPartLen):
 @handler
 def C_VerifyFinal(hSession, pSignature, ulSignatureLen):
     op = get_library().session(hSession).op(OpKind.VERIFY)
-    run_verify(op, op.context, pSignature, ulSignatureLen)
+    run_verify(op, op.claim(), pSignature, ulSignatureLen)

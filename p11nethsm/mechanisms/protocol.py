@@ -34,24 +34,27 @@ def _precheck(p_len: int, size: int) -> None:
 
 def _deliver(op, ctx, p_out: int, p_len: int, size, work) -> None:
     """The size query / BUFFER_TOO_SMALL / cached result protocol of the module docstring, once:
-    `size()` answers a size query (no network), `work()` produces the output (kept on ctx)."""
+    `size()` answers a size query (no network), `work()` produces the output (kept on ctx).
+    `ctx` is claimed by this call (Operation.claim): released, finished or aborted here."""
     try:
         if ctx.result is None:
             if not p_len:
                 raise ArgumentsBad("NULL length pointer")
             if not p_out:
                 write_ulong(p_len, size())
+                op.release(ctx)
                 return
             if ctx.exact:
                 _precheck(p_len, size())
             ctx.result = work()
         output_bytes(p_out, p_len, ctx.result)
     except BufferTooSmall:
+        op.release(ctx)
         raise
     except BaseException:
-        op.abort()
+        op.abort(ctx)
         raise
-    op.finish()
+    op.finish(ctx)
 
 
 def run_single(op, p_data: int, data_len: int, p_out: int, p_len: int) -> None:
@@ -60,14 +63,14 @@ def run_single(op, p_data: int, data_len: int, p_out: int, p_len: int) -> None:
     try:
         data = read_bytes(p_data, data_len) if ctx.result is None else b""
     except BaseException:
-        op.abort()
+        op.abort(ctx)
         raise
     _deliver(op, ctx, p_out, p_len, lambda: ctx.single_len(data), lambda: ctx.single(data))
 
 
 def run_final(op, p_out: int, p_len: int) -> None:
     """C_SignFinal / C_EncryptFinal / C_DecryptFinal / C_DigestFinal."""
-    ctx = op.context
+    ctx = op.claim()
     _deliver(op, ctx, p_out, p_len, ctx.out_len, ctx.final)
 
 
@@ -85,6 +88,7 @@ def run_update(op, p_in: int, in_len: int, p_out: int, p_len: int) -> None:
             size = ctx.update_len(data)
             if not p_out:
                 write_ulong(p_len, size)
+                op.release(ctx)
                 return
             _precheck(p_len, size)
             out = ctx.update(data)
@@ -92,10 +96,12 @@ def run_update(op, p_in: int, in_len: int, p_out: int, p_len: int) -> None:
         output_bytes(p_out, p_len, out)
         ctx.pending = None
     except BufferTooSmall:
+        op.release(ctx)
         raise
     except BaseException:
-        op.abort()
+        op.abort(ctx)
         raise
+    op.release(ctx)
 
 
 def run_feed(op, p_in: int, in_len: int) -> None:
@@ -104,16 +110,16 @@ def run_feed(op, p_in: int, in_len: int) -> None:
     try:
         ctx.update(read_bytes(p_in, in_len))
     except BaseException:
-        op.abort()
+        op.abort(ctx)
         raise
+    op.release(ctx)
 
 
 def run_verify(op, ctx, p_sig: int, sig_len: int) -> None:
-    """End of C_Verify / C_VerifyFinal: always ends the operation."""
+    """End of C_Verify / C_VerifyFinal (`ctx` claimed by the caller): always ends the operation."""
     try:
         ctx.verify(read_bytes(p_sig, sig_len))
     except BaseException:
-        op.abort()
+        op.abort(ctx)
         raise
-    op.finish()
-
+    op.finish(ctx)

@@ -11,6 +11,7 @@ from p11nethsm.api.errors import TransportError
 from p11nethsm.ck.errors import (
     OperationActive,
     OperationNotInitialized,
+    SessionClosed,
     SessionReadOnlyExists,
     UserAlreadyLoggedIn,
     UserAnotherAlreadyLoggedIn,
@@ -160,15 +161,39 @@ def test_operation_lifecycle():
     with pytest.raises(OperationActive):
         op.begin("other")
     assert op.single() == "ctx"
+    op.release("ctx")  # e.g. a size query: the operation stays active
     assert op.update_mark() == "ctx"
+    op.release("ctx")
     with pytest.raises(OperationActive):
         op.single()  # C_Sign after C_SignUpdate
     assert op.context == "ctx"
     op.finish()
     assert not op.active
-    with pytest.raises(TransitionNotAllowed):
-        op.finish()
+    with pytest.raises(OperationNotInitialized):
+        op.finish()  # a second finish (another thread's) is a spec error, not a broken machine
     op.abort()  # no error when idle
+
+
+def test_a_claimed_operation_is_busy_for_other_calls():
+    """One session shared by threads: while a call holds the operation, another call gets
+    OPERATION_ACTIVE at once; one whose operation was ended under it learns why."""
+    op = Operation(OpKind.SIGN, "op[sign]")
+    op.begin("ctx")
+    assert op.single() == "ctx"
+    with pytest.raises(OperationActive):
+        op.single()
+    with pytest.raises(OperationActive):
+        op.require_idle()
+    op.abort()  # C_SignInit(NULL) from another thread ends it under the call
+    with pytest.raises(OperationNotInitialized):
+        op.finish("ctx")
+    op.begin("next")
+    op.abort("ctx")  # the old call's clean-up leaves the new operation alone
+    assert op.context == "next"
+    assert op.single() == "next"
+    op.abort(closed=True)  # the session is closed under the call
+    with pytest.raises(SessionClosed):
+        op.finish("next")
 
 
 def test_abort_closes_the_context():
