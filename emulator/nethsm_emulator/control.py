@@ -4,7 +4,8 @@ names as emulator.Instance.
 
 Routes (all JSON, loopback only):
   GET    /                               {"fingerprint", "instances": [{index,url,port,up,state}]}
-  POST   /instances/{i}/faults           {"kind", "method"?, "path"?, "count"?, "seconds"?, "status"?, "message"?}
+  POST   /instances/{i}/faults           {"kind", "method"?, "path"?, "count"?, "seconds"?, "status"?, "message"?,
+                                          "body"?}
   GET    /instances/{i}/faults           list of rules
   DELETE /instances/{i}/faults           clear rules and release stalled requests
   POST   /instances/{i}/down | /up
@@ -188,6 +189,15 @@ class RemoteInstance:
     def fail(self, status=503, method=None, path=None, count=None,
              message="Service unavailable (injected fault)"):
         return self.add_fault("error", method, path, count, status=status, message=message)
+
+    def drip(self, seconds=1.0, method=None, path=None, count=None):
+        return self.add_fault("drip", method, path, count, seconds=seconds)
+
+    def cut_body(self, method=None, path=None, count=None):
+        return self.add_fault("cut", method, path, count)
+
+    def answer(self, status, body, method=None, path=None, count=None):
+        return self.add_fault("body", method, path, count, status=status, body=body)
 
     def clear_faults(self):
         self._c.call("DELETE", self._p + "/faults")

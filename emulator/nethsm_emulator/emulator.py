@@ -96,6 +96,18 @@ class Instance:
              message: str = "Service unavailable (injected fault)") -> Fault:
         return self.add_fault("error", method, path, count, status=status, message=message)
 
+    def drip(self, seconds: float = 1.0, method=None, path=None, count=None) -> Fault:
+        """The request is executed, then its answer goes out one byte every `seconds`."""
+        return self.add_fault("drip", method, path, count, seconds=seconds)
+
+    def cut_body(self, method=None, path=None, count=None) -> Fault:
+        """The request is executed; the answer stops half-way through its body."""
+        return self.add_fault("cut", method, path, count)
+
+    def answer(self, status: int, body: str, method=None, path=None, count=None) -> Fault:
+        """Answer with `status` and the raw JSON text `body` instead of processing."""
+        return self.add_fault("body", method, path, count, status=status, body=body)
+
     def clear_faults(self):
         self.faults.clear()
 

@@ -7,9 +7,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-# before the API runs: latency, stall, reset, error
-# after the API ran (request executed, answer withheld): stall_after, reset_after
-KINDS = ("latency", "stall", "stall_after", "reset", "reset_after", "error")
+# before the API runs: latency, stall, reset, error, body (answer `status` with the raw `body`)
+# after the API ran (request executed, answer withheld or spoiled): stall_after, reset_after,
+#   drip (the answer one byte every `seconds`), cut (headers and half the body, then close)
+KINDS = ("latency", "stall", "stall_after", "reset", "reset_after", "error", "body", "drip", "cut")
+AFTER = ("stall_after", "reset_after", "drip", "cut")
 
 
 @dataclass
@@ -21,6 +23,7 @@ class Fault:
     seconds: float = 0.0          # latency
     status: int = 503             # error
     message: str = "Service unavailable (injected fault)"
+    body: str = ""                # body: the raw answer (application/json)
     _regex: re.Pattern | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -36,7 +39,8 @@ class Fault:
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "method": self.method, "path": self.path, "count": self.count,
-                "seconds": self.seconds, "status": self.status, "message": self.message}
+                "seconds": self.seconds, "status": self.status, "message": self.message,
+                "body": self.body}
 
 
 class FaultSet:
@@ -78,7 +82,7 @@ class FaultSet:
                     continue
                 if f.kind == "latency":
                     latency += f.seconds
-                elif f.kind in ("stall_after", "reset_after"):
+                elif f.kind in AFTER:
                     if after is not None:
                         continue
                     after = f

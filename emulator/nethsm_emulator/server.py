@@ -95,8 +95,42 @@ class HsmHandler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _apply(self, inst, fault, method, path) -> bool:
+    def _spoil(self, inst, fault, resp: Response, method: str):
+        """drip: the whole answer one byte every `seconds` (until released); cut: the headers
+        (with the full Content-Length) and half of the body, then the connection closes."""
+        self.close_connection = True
+        self._send(resp, method, write=False)
+        data = b"".join(self._headers_buffer)
+        self._headers_buffer = []
+        released = inst.faults.stall_event()
+        try:
+            if fault.kind == "cut":
+                head = data.index(b"\r\n\r\n") + 4
+                self.wfile.write(data[:head + (len(data) - head) // 2])
+                self.wfile.flush()
+            else:
+                for i in range(len(data)):
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    if released.wait(fault.seconds or 1.0):
+                        break
+        except OSError:
+            pass
+        try:
+            self._raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _apply(self, inst, fault, method, path, resp: Response | None = None) -> bool:
         """Returns True when the fault consumed the request (no normal response)."""
+        if fault.kind in ("drip", "cut"):
+            inst.log.record(method, path, resp.status, fault.kind)
+            self._spoil(inst, fault, resp, method)
+            return True
+        if fault.kind == "body":
+            inst.log.record(method, path, fault.status, "body")
+            self._send(Response(fault.status, fault.body.encode(), "application/json"), method)
+            return True
         if fault.kind in ("stall", "stall_after"):
             inst.log.record(method, path, None, fault.kind)
             self._stall(inst)
@@ -138,13 +172,13 @@ class HsmHandler(BaseHTTPRequestHandler):
             resp = dispatch(inst.device, inst, req)
         finally:
             inst.capacity.release(token)  # after the rest of the service time
-        if after is not None and self._apply(inst, after, method, path):
+        if after is not None and self._apply(inst, after, method, path, resp):
             return
         # Logged before sending, so a client that got its answer sees the entry.
         inst.log.record(method, path, resp.status)
         self._send(resp, method)
 
-    def _send(self, resp: Response, method: str):
+    def _send(self, resp: Response, method: str, write: bool = True):
         self.send_response(resp.status)
         for k, v in resp.headers.items():
             self.send_header(k, v)
@@ -156,4 +190,5 @@ class HsmHandler(BaseHTTPRequestHandler):
         self._headers_buffer.append(b"\r\n")
         if method != "HEAD" and resp.body and resp.status not in (204, 304):
             self._headers_buffer.append(resp.body)
-        self.flush_headers()
+        if write:
+            self.flush_headers()

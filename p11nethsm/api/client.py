@@ -175,9 +175,26 @@ def _check_key(obj: Any) -> dict:
 
 
 def _check_ids(value: Any) -> list[str]:
+    """GET /keys: the key ids. An entry that is not {"id": <non-empty printable string>}, or repeats one,
+    is skipped with a warning naming it (one bad entry must not hide every key)."""
     if not isinstance(value, list):
         raise _Invalid(f"expected a JSON list, got {type(value).__name__}")
-    return [_str(_obj(item), "id") for item in value]
+    ids: list[str] = []
+    seen: set[str] = set()
+    for item in value:
+        kid = item.get("id") if isinstance(item, dict) else None
+        if type(kid) is str and kid and len(kid) <= 255 and kid.isprintable() and kid not in seen:  # noqa: E721
+            seen.add(kid)
+            ids.append(kid)
+        else:
+            why = "repeated" if type(kid) is str and kid in seen else "no usable key id (a non-empty printable string)"
+            logger.warning("GET /keys: entry {} skipped: {}", _brief(item), why)
+    return ids
+
+
+def _brief(item: Any) -> str:
+    text = json.dumps(item, default=repr)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_user(obj: Any) -> dict:

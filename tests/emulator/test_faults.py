@@ -60,6 +60,26 @@ def test_reset_and_5xx_faults(client, hsm):
     assert [client.get("/keys", ADMIN).status for _ in range(3)] == [503, 503, 200]
 
 
+def test_answer_drip_and_cut_faults(client, hsm):
+    """Malformed answers, a slow-drip peer and a body cut half-way (the chaos soak's faults)."""
+    inst = hsm.instances[0]
+    client.check = False
+    inst.answer(200, '[{"id": ""}]', method="GET", path=r"^/api/v1/keys$", count=1)
+    r = client.get("/keys", ADMIN)
+    assert (r.status, r.data) == (200, b'[{"id": ""}]')
+    inst.drip(0.05, method="GET", path="/health/state", count=1)
+    t = time.monotonic()
+    r = client.get("/health/state")
+    assert r.status == 200 and b"Operational" in r.data
+    assert time.monotonic() - t >= 0.05 * 100  # >= 100 bytes of status line, headers and body
+    inst.cut_body(method="POST", path="/keys/generate", count=1)
+    fresh = Client(hsm.url, hsm.fingerprint, check=False)  # the drip closed the pooled connection
+    with pytest.raises(urllib3.exceptions.ProtocolError, match="IncompleteRead"):
+        fresh.post("/keys/generate", ADMIN, {**GEN, "id": "halfway"})
+    assert client.get("/keys/halfway", ADMIN).status == 200  # executed, answer cut
+    assert [e["fault"] for e in inst.requests() if e["fault"]] == ["body", "drip", "cut"]
+
+
 def test_down_refuses_connections_and_up_restores_same_port(client, hsm):
     inst = hsm.instances[0]
     port = inst.port
