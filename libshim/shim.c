@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -464,6 +465,71 @@ static void host_add_site(const char *venv)
         PY(Py_DecRef)(site);
 }
 
+/* Signals belong to the host. install_signal_handlers = 0 covers
+ * Py_InitializeFromConfig, but the first `import signal` (the stdlib, urllib3,
+ * loguru all do it) installs CPython's SIGINT handler when SIGINT is SIG_DFL:
+ * Ctrl-C would then raise KeyboardInterrupt inside a call instead of ending
+ * the host. So import it here, once, with SIGINT set to SIG_IGN (CPython then
+ * leaves it alone), and put back every disposition and the mask exactly as
+ * they were. A SIGINT in that window is ignored rather than turned into an
+ * exception.
+ * The raw syscall reads and writes the kernel's record as is: glibc's
+ * sigaction() would add SA_RESTORER to a SIG_DFL it puts back. */
+#if defined(__linux__) && (defined(__x86_64__) || defined(__aarch64__))
+#include <sys/syscall.h>
+struct ksigaction {
+    void *handler;
+    unsigned long flags;
+    void *restorer;
+    unsigned long mask;
+};
+static int ksig(int sig, const struct ksigaction *act, struct ksigaction *old)
+{
+    return (int)syscall(SYS_rt_sigaction, sig, act, old, sizeof(unsigned long));
+}
+#define KSIG_HANDLER(a) ((a).handler)
+#define KSIG_SAME(a, b) ((a).handler == (b).handler && (a).flags == (b).flags && \
+                         (a).restorer == (b).restorer && (a).mask == (b).mask)
+#else
+#define ksigaction sigaction
+#define KSIG_HANDLER(a) ((a).sa_handler)
+static int ksig(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    return sigaction(sig, act, old);
+}
+#define KSIG_SAME(a, b) ((a).sa_handler == (b).sa_handler && (a).sa_flags == (b).sa_flags)
+#endif
+
+/* GIL held */
+static void owned_import_signal_keeping_host_signals(void)
+{
+    static struct ksigaction saved[NSIG];
+    static char have[NSIG];
+    sigset_t mask;
+    pthread_sigmask(SIG_BLOCK, NULL, &mask);
+    for (int i = 1; i < NSIG; i++)
+        have[i] = ksig(i, NULL, &saved[i]) == 0;
+    if (have[SIGINT] && (void *)KSIG_HANDLER(saved[SIGINT]) == (void *)SIG_DFL) {
+        struct ksigaction ign;
+        memset(&ign, 0, sizeof ign);
+        *(void **)&KSIG_HANDLER(ign) = (void *)SIG_IGN;
+        ksig(SIGINT, &ign, NULL);
+    }
+    PyObject *m = PY(PyImport_ImportModule)("signal");
+    if (!m)
+        PY(PyErr_WriteUnraisable)(NULL);
+    else
+        PY(Py_DecRef)(m);
+    for (int i = 1; i < NSIG; i++) {
+        struct ksigaction now;
+        if (!have[i] || i == SIGKILL || i == SIGSTOP || ksig(i, NULL, &now) != 0)
+            continue;
+        if (!KSIG_SAME(now, saved[i]))
+            ksig(i, &saved[i], NULL);
+    }
+    pthread_sigmask(SIG_SETMASK, &mask, NULL);
+}
+
 /* owned mode: sys.stdout = sys.stderr (stdout belongs to the host; the
  * embedded one is block-buffered and never flushed). GIL held. */
 static void owned_protect_stdout(void)
@@ -523,6 +589,7 @@ static int start_owned(const char *venv)
         return -1;
     }
     owned_protect_stdout();
+    owned_import_signal_keeping_host_signals();
     /* release the GIL: keep the init state pinned to this thread */
     PyThreadState *ts = PY(PyEval_SaveThread)();
     (void)ts; /* known to PyGILState for this thread; used through Ensure */

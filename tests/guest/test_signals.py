@@ -1,0 +1,129 @@
+"""Issue 10, defect 1: the module never installs, changes or leaves changed any signal disposition
+or the signal mask of its host, and Ctrl-C (SIGINT) during a stalled call ends the host exactly as
+it would without the module.
+
+Driven from a C host (guest_host.c) through the built .so against the emulator over TLS.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import MODULE, host_env
+from secenv import write_config
+
+from shutil import which
+
+
+def test_dispositions_and_mask_untouched_by_init_sign_finalize(guest_host, hsm_config):
+    conf, log = hsm_config
+    r = subprocess.run([guest_host, "signals", MODULE, "0", "opPassphrase", "p256key"], env=host_env(conf),
+                       capture_output=True, text=True, timeout=120)
+    assert r.stdout == ""
+    assert r.returncode == 0 and "RESULT ok" in r.stderr, r.stderr + log.read_text()[-2000:]
+    assert "RESULT signals_compared=31 differences=0" in r.stderr
+
+
+class StallingPeer:
+    """Accepts TCP connections and never sends a byte (a NetHSM that hangs)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = threading.Event()
+        self.conns = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            self.accepted.set()
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.fixture
+def stalled_config(tmp_path):
+    peer = StallingPeer()
+    slot = f"""  - label: Stalled
+    operator: {{username: operator, password: opPassphrase}}
+    timeout_seconds: 60
+    retries: {{count: 0, delay_seconds: 0}}
+    instances:
+      - url: "https://127.0.0.1:{peer.port}/api/v1"
+        danger_insecure_cert: true
+"""
+    conf = write_config(tmp_path / "stall.conf", [slot], log_file=tmp_path / "module.log", level="Info")
+    yield conf, peer
+    peer.close()
+
+
+def _interrupt_stalled_call(guest_host, conf, peer, *extra):
+    p = subprocess.Popen([guest_host, "stall", MODULE, "0", *extra], env=host_env(conf),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert peer.accepted.wait(30), "the module never connected to the stalling peer"
+        time.sleep(0.3)  # the call is now blocked reading from the peer
+        assert p.poll() is None, p.communicate()
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)
+        return p.returncode, time.monotonic() - t0, out, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_ctrl_c_during_a_stalled_call_ends_the_host(guest_host, stalled_config):
+    """Host without a SIGINT handler: SIG_DFL, so the kernel ends it (status: killed by SIGINT),
+    no KeyboardInterrupt traceback, no CKR_GENERAL_ERROR returned."""
+    conf, peer = stalled_config
+    rc, took, out, err = _interrupt_stalled_call(guest_host, conf, peer)
+    assert rc == -signal.SIGINT, f"rc={rc}\n{err}"
+    assert took < 5, took
+    assert "call_returned" not in err and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert out == ""
+
+
+def test_ctrl_c_runs_the_hosts_own_handler(guest_host, stalled_config):
+    conf, peer = stalled_config
+    rc, took, out, err = _interrupt_stalled_call(guest_host, conf, peer, "handler")
+    assert rc == 42 and "host handler ran" in err, f"rc={rc}\n{err}"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+@pytest.mark.skipif(which("pkcs11-tool") is None, reason="pkcs11-tool not installed")
+def test_ctrl_c_ends_pkcs11_tool_during_a_stalled_call(stalled_config):
+    """The real host of the report: pkcs11-tool -L stalls on the token info; Ctrl-C ends it."""
+    conf, peer = stalled_config
+    p = subprocess.Popen(["pkcs11-tool", "--module", MODULE, "-L"], env=host_env(conf),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert peer.accepted.wait(30), "the module never connected to the stalling peer"
+        time.sleep(0.3)
+        assert p.poll() is None
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == -signal.SIGINT, f"rc={p.returncode}\n{out}\n{err}"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
