@@ -111,6 +111,12 @@ __attribute__((format(printf, 1, 2))) static void p11_log(const char *fmt, ...)
     X(PyObject *, PyLong_FromUnsignedLongLong, (unsigned long long))                       \
     X(unsigned long, PyLong_AsUnsignedLong, (PyObject *))                                  \
     X(PyObject *, PyErr_Occurred, (void))                                                  \
+    X(void, PyErr_Clear, (void))                                                           \
+    X(PyObject *, PySys_GetObject, (const char *))                                         \
+    X(PyObject *, PyDict_GetItemString, (PyObject *, const char *))                        \
+    X(int, PyDict_Next, (PyObject *, Py_ssize_t *, PyObject **, PyObject **))              \
+    X(PyObject *, PyObject_CallNoArgs, (PyObject *))                                       \
+    X(int, PyObject_IsTrue, (PyObject *))                                                  \
     X(void, PyErr_WriteUnraisable, (PyObject *))                                           \
     X(void, Py_DecRef, (PyObject *))
 
@@ -220,7 +226,88 @@ static __thread int fork_took_gil;
 static __thread int fork_locked;
 static __thread PyGILState_STATE fork_g;
 
+/* Whether some thread is inside an import: it holds one of importlib's
+ * per-module locks (or the lock guarding one), which a child would inherit
+ * locked, with no thread left to release it; the child's next import of that
+ * module then waits forever. CPython's own fork handling resets only the
+ * global import lock. GIL held; only C-level calls (no bytecode runs, so the
+ * GIL is not handed to another thread while looking). */
+static int lock_attr_true(PyObject *obj, const char *attr, int call)
+{
+    PyObject *v = PY(PyObject_GetAttrString)(obj, attr);
+    if (!v) {
+        PY(PyErr_Clear)();
+        return 0;
+    }
+    if (call) {
+        PyObject *r = PY(PyObject_CallNoArgs)(v);
+        PY(Py_DecRef)(v);
+        if (!r) {
+            PY(PyErr_Clear)();
+            return 0;
+        }
+        v = r;
+    }
+    int t = PY(PyObject_IsTrue)(v);
+    PY(Py_DecRef)(v);
+    if (t < 0)
+        PY(PyErr_Clear)();
+    return t > 0;
+}
+
+static int lock_held(PyObject *lock, const char *attr)
+{
+    PyObject *l = PY(PyObject_GetAttrString)(lock, attr);
+    if (!l) {
+        PY(PyErr_Clear)();
+        return 0;
+    }
+    int held = lock_attr_true(l, "locked", 1);
+    PY(Py_DecRef)(l);
+    return held;
+}
+
+static int imports_in_progress(void)
+{
+    PyObject *modules = PY(PySys_GetObject)("modules"); /* borrowed */
+    PyObject *bootstrap = modules ? PY(PyDict_GetItemString)(modules, "_frozen_importlib") : NULL;
+    PyObject *locks = bootstrap ? PY(PyObject_GetAttrString)(bootstrap, "_module_locks") : NULL;
+    if (!locks) {
+        PY(PyErr_Clear)();
+        return 0;
+    }
+    int busy = 0;
+    Py_ssize_t pos = 0;
+    PyObject *name, *ref;
+    while (!busy && PY(PyDict_Next)(locks, &pos, &name, &ref)) {
+        PyObject *lock = PY(PyObject_CallNoArgs)(ref); /* weakref -> _ModuleLock or None */
+        if (!lock) {
+            PY(PyErr_Clear)();
+            continue;
+        }
+        busy = lock_attr_true(lock, "owner", 0) || lock_held(lock, "lock") || lock_held(lock, "wakeup");
+        PY(Py_DecRef)(lock);
+    }
+    PY(Py_DecRef)(locks);
+    return busy;
+}
+
+/* p11nethsm.forksafe._busy: threads inside OpenSSL (handshakes, trust stores)
+ * that may hold its process-wide locks. GIL held, no bytecode. */
+#define P11_FORKSAFE_MODULE "p11nethsm.forksafe"
+static int native_sections_busy(void)
+{
+    PyObject *modules = PY(PySys_GetObject)("modules"); /* borrowed */
+    PyObject *mod = modules ? PY(PyDict_GetItemString)(modules, P11_FORKSAFE_MODULE) : NULL;
+    if (!mod) {
+        PY(PyErr_Clear)();
+        return 0;
+    }
+    return lock_attr_true(mod, "_busy", 0);
+}
+
 /* Lock order everywhere: init_mu, then the GIL. */
+#define FORK_QUIET_WAIT_US 2000000 /* bound: a stuck section must not stall fork() */
 static void atfork_prepare(void)
 {
     fork_took_gil = 0;
@@ -234,7 +321,24 @@ static void atfork_prepare(void)
     if (!interp_up || host_mode)
         return;
     fork_g = PY(PyGILState_Ensure)();
-    PY(PyOS_BeforeFork)();
+    /* Let imports and OpenSSL sections in progress finish first. Checked after
+     * PyOS_BeforeFork: it may hand the GIL to other threads while it waits
+     * for the import lock (and runs os.register_at_fork hooks); after it,
+     * only C runs until fork(). If busy, undo it, let the others run, retry. */
+    for (long waited = 0;; waited += 500) {
+        PY(PyOS_BeforeFork)();
+        if (!imports_in_progress() && !native_sections_busy())
+            break;
+        if (waited >= FORK_QUIET_WAIT_US) {
+            p11_log("fork: an import or TLS handshake in another thread did not finish "
+                    "within %d s; forking anyway", FORK_QUIET_WAIT_US / 1000000);
+            break;
+        }
+        PY(PyOS_AfterFork_Parent)();
+        PyThreadState *ts = PY(PyEval_SaveThread)();
+        usleep(500);
+        PY(PyEval_RestoreThread)(ts);
+    }
     fork_took_gil = 1;
 }
 

@@ -22,6 +22,7 @@ import time
 from enum import Enum
 
 from p11nethsm.config.model import InstanceConfig
+from p11nethsm.forksafe import SectionSSLSocket, native_section
 
 
 class TLSMode(Enum):
@@ -83,14 +84,15 @@ _recv_into = ssl.SSLSocket.recv_into
 _send = ssl.SSLSocket.send
 
 
-class DeadlineSSLSocket(ssl.SSLSocket):
+class DeadlineSSLSocket(SectionSSLSocket):
     """An SSLSocket whose reads and writes end at `deadline` (monotonic seconds), if set.
 
     A socket timeout only bounds each read, so a peer dripping one byte (or one TLS record) per
     second would keep a call alive forever. Before each recv/send the socket timeout is set to
     what is left until the deadline (a C call; http.client does one or two reads per answer), and
     past it the read fails as a timeout. `deadline` is set per exchange by p11nethsm.net.pool;
-    None (no `timeout_seconds`) costs one attribute test.
+    None (no `timeout_seconds`) costs one attribute test. Its handshake is a fork-safety section
+    (SectionSSLSocket).
     """
 
     deadline: float | None = None
@@ -113,17 +115,18 @@ class DeadlineSSLSocket(ssl.SSLSocket):
 
 
 def make_ssl_context(inst: InstanceConfig) -> ssl.SSLContext:
-    """The client context of one instance (built once, shared by all its connections)."""
+    """The client context of one instance (built once, shared by all its connections). Loading the
+    trust store and every handshake are fork-safety sections (p11nethsm.forksafe)."""
     mode = tls_mode(inst)
-    if mode is TLSMode.CA_FILE:
-        ctx = ssl.create_default_context(cafile=inst.ca_file)
-    elif mode is TLSMode.SYSTEM:
-        ctx = ssl.create_default_context()
-    else:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE  # PINNED: checked after the handshake by pin_matches
+    with native_section():
+        if mode is TLSMode.CA_FILE:
+            ctx = ssl.create_default_context(cafile=inst.ca_file)
+        elif mode is TLSMode.SYSTEM:
+            ctx = ssl.create_default_context()
+        else:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE  # PINNED: checked after the handshake by pin_matches
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.sslsocket_class = DeadlineSSLSocket
     return ctx
-

@@ -1,0 +1,47 @@
+"""Issue 10, defect 3: a child forked while other threads of the parent make their first calls
+(modules still being imported lazily) never deadlocks; it gets CKR_CRYPTOKI_NOT_INITIALIZED, then
+C_Initialize, logs in and signs, each child within guest_host.c's CHILD_LIMIT.
+
+Each host process is fresh, so its 8 threads really are in their first calls (importing the
+handlers, the REST client, urllib3, ssl, cryptography...) while it forks 10 children at random
+intervals of a few ms; ROUNDS processes give ROUNDS * 10 forks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+from conftest import MODULE, host_env
+
+ROUNDS = int(os.environ.get("P11NETHSM_FORK_ROUNDS", "10"))
+FORKS_PER_ROUND = 10
+THREADS = 8
+SPACING_US = 15000
+
+
+def test_forks_under_eight_thread_load_never_deadlock(guest_host, hsm_config):
+    conf, log = hsm_config
+    totals = {"forks": 0, "ok": 0, "hung": 0, "failed": 0}
+    worst = worst_fork = 0.0
+    problems = []
+    for _ in range(ROUNDS):
+        r = subprocess.run([guest_host, "fork", MODULE, "0", "opPassphrase", "p256key", str(FORKS_PER_ROUND),
+                            str(THREADS), str(SPACING_US)], env=host_env(conf), capture_output=True, text=True,
+                           timeout=300)
+        assert r.stdout == ""
+        m = re.search(r"RESULT forks=(\d+) ok=(\d+) hung=(\d+) failed=(\d+) parent_thread_failures=(\d+) "
+                      r"worst_child_s=([\d.]+) worst_fork_ms=([\d.]+)", r.stderr)
+        assert m, r.stderr[-3000:]
+        for key, value in zip(("forks", "ok", "hung", "failed"), m.groups()):
+            totals[key] += int(value)
+        worst = max(worst, float(m.group(6)))
+        worst_fork = max(worst_fork, float(m.group(7)))
+        if r.returncode != 0:
+            problems.append(r.stderr[-1500:])
+    print(f"forks {totals['forks']}: ok {totals['ok']}, hung {totals['hung']}, failed {totals['failed']}; "
+          f"slowest child {worst:.2f} s, slowest fork() in the parent {worst_fork:.1f} ms")
+    assert totals["forks"] == ROUNDS * FORKS_PER_ROUND >= 100
+    assert totals["hung"] == 0 and totals["failed"] == 0 and not problems, "\n---\n".join(problems)
+    assert totals["ok"] == totals["forks"]
