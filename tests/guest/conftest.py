@@ -9,11 +9,9 @@ import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "security"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from secenv import MODULE, slot_yaml, write_config  # noqa: E402
+from guestenv import HERE, MODULE, slot_yaml, write_config  # noqa: E402
 
 from p11nethsm.ck.functions import FUNCTIONS  # noqa: E402
 
@@ -50,9 +48,3 @@ def hsm_config(hsm, tmp_path):
                         log_file=log, level="Info")
     return conf, log
 
-
-def host_env(conf: str, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("P11NETHSM_CONFIG")}
-    env["P11NETHSM_CONFIG_FILE"] = conf
-    env.update(extra)
-    return env

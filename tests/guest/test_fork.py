@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 
-from conftest import MODULE, host_env
+from guestenv import MODULE, host_env
 
 ROUNDS = int(os.environ.get("P11NETHSM_FORK_ROUNDS", "10"))
 FORKS_PER_ROUND = 10

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from conftest import MODULE, host_env
-from secenv import write_config
+from guestenv import MODULE, host_env
+from guestenv import write_config
 
 from shutil import which
 
