@@ -37,11 +37,26 @@ def _check_config(args) -> int:
         for role, user in (("operator", slot.operator), ("administrator", slot.administrator)):
             if user is not None:
                 users.append(f"{role} '{user.username}' ({'password configured' if user.has_password else 'PIN via C_Login'})")
-        print(f"slot {i}: {slot.label}: {len(slot.instances)} instance(s); {'; '.join(users)}")
+        print(f"slot {i}: {slot.label}: {len(slot.instances)} instance(s); {_namespace_text(slot)}; {'; '.join(users)}")
     if not getattr(args, "offline", True):
         return _check_online(config, result.warnings, args)
     print("ok" if not result.warnings else f"ok, {len(result.warnings)} warning(s)")
     return 0
+
+
+def _namespaces(slot) -> set[str]:
+    """The NetHSM namespaces of the slot's users ('' = root); `ns~user` is a namespace user."""
+    return {u.username.partition("~")[0] if "~" in u.username else ""
+            for u in (slot.operator, slot.administrator) if u is not None}
+
+
+def _namespace_text(slot) -> str:
+    spaces = _namespaces(slot)
+    if len(spaces) > 1:
+        return ("users in different namespaces (" + ", ".join(repr(n) if n else "root" for n in sorted(spaces))
+                + "): each sees only its own namespace's keys")
+    (ns,) = spaces or {""}
+    return f"namespace '{ns}' (its keys only)" if ns else "root namespace (keys outside any namespace)"
 
 
 # ---- check-config: the network checks (added for operators; see README "check-config") --------
@@ -142,6 +157,7 @@ def _check_tls(where: str, inst, der: bytes | None, report: _Report, timeout: fl
 
 
 def _check_instance(slot, index: int, inst, report: _Report, timeout: float) -> None:
+    from p11nethsm.api import firmware
     from p11nethsm.api.client import Credentials, NetHSM
     from p11nethsm.api.errors import NetHSMError, Unauthorized
 
@@ -166,11 +182,21 @@ def _check_instance(slot, index: int, inst, report: _Report, timeout: float) -> 
         except NetHSMError as exc:
             report.fail(where, "device state", f"GET /health/state failed: {exc.describe()}")
             return
+        caps = client.capabilities()
+        print(f"    firmware: NetHSM {caps.api} API" + (
+            "" if caps.labels is None else
+            f" (key labels {'yes' if caps.labels else 'no'}, GET /keys?label= {'yes' if caps.label_query else 'no'},"
+            f" /health/diagnose {'yes' if caps.diagnose else 'no'})"))
         if state == "Operational":
             report.ok("device state", "Operational (the token is present)")
         else:
-            report.fail(where, "device state", f"{state}: the token is absent until the NetHSM is Operational"
-                        + (" (unlock it)" if state == "Locked" else ""))
+            diagnosis = None
+            if state == "Failed":
+                try:
+                    diagnosis = firmware.diagnosis_text(client.diagnose()) or "GET /health/diagnose gave no message"
+                except NetHSMError as exc:
+                    diagnosis = f"GET /health/diagnose failed: {exc.describe()}"
+            report.fail(where, "device state", f"{state}, the token is absent: {firmware.advice(state, diagnosis)}")
             return
         for role, user in (("operator", slot.operator), ("administrator", slot.administrator)):
             if user is None:

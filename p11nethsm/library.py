@@ -110,7 +110,8 @@ class Slot:
                 if self._token is None:
                     from p11nethsm.state.token import TokenPresence
 
-                    self._token = TokenPresence(f"token[{self.slot_id}]", self._health_state)
+                    self._token = TokenPresence(f"token[{self.slot_id}]", self._health_state,
+                                                self._explain_state)
                 token = self._token
         return token
 
@@ -157,6 +158,19 @@ class Slot:
 
     def _health_state(self) -> str:
         return self.api.health_state()
+
+    def _explain_state(self, state: str) -> str:
+        """What to do about a non-Operational NetHSM; for Failed, with its /health/diagnose."""
+        from p11nethsm.api import firmware
+        from p11nethsm.api.errors import NetHSMError
+
+        diagnosis = None
+        if state == "Failed":
+            try:
+                diagnosis = firmware.diagnosis_text(self.api.diagnose()) or "GET /health/diagnose gave no message"
+            except NetHSMError as exc:
+                diagnosis = f"GET /health/diagnose failed: {exc.describe()}"
+        return firmware.advice(state, diagnosis)
 
     def token_present(self, max_age: float = 1.0) -> bool:
         """Present iff the cluster answered Operational (cached for `max_age` seconds)."""

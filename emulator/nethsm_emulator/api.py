@@ -18,8 +18,8 @@ from .crypto_ops import RawRsaTooSmall
 from .http_types import ApiError, Request, Response, error, id_error, json_response
 from .state import ROOT, split_user_id
 
-UNPROV, LOCKED, OPER = "Unprovisioned", "Locked", "Operational"
-ANY = {UNPROV, LOCKED, OPER}
+UNPROV, LOCKED, OPER, FAILED = "Unprovisioned", "Locked", "Operational", "Failed"
+ANY = {UNPROV, LOCKED, OPER, FAILED}
 JSON = "application/json"
 OCTET = "application/octet-stream"
 PEM = "application/x-pem-file"
@@ -39,6 +39,7 @@ class Ctx:
         self.user_id = None
         self.user = None
         self.ns = ROOT
+        self.v5 = instance.v5  # the 5.0 API: key labels, ?label=, /health/diagnose, Failed
 
     @property
     def role(self):
@@ -66,8 +67,9 @@ class Endpoint:
         self.max_body = max_body
 
 
-def route(pattern, states, labels_only=False, **methods):
-    return (re.compile("^" + pattern + "$"), states, labels_only, methods)
+def route(pattern, states, v5_only=False, **methods):
+    """v5_only: the route exists only on an instance serving the 5.0 API."""
+    return (re.compile("^" + pattern + "$"), states, v5_only, methods)
 
 
 E = Endpoint
@@ -76,6 +78,7 @@ ROUTES = [
     route(r"/health/alive", ANY, GET=E(hs.health_alive)),
     route(r"/health/ready", ANY, GET=E(hs.health_ready)),
     route(r"/health/state", ANY, GET=E(hs.health_state)),
+    route(r"/health/diagnose", ANY, v5_only=True, GET=E(hs.health_diagnose, r_admin, auth_states={OPER})),
     route(r"/metrics", {OPER}, GET=E(hs.metrics, r_metrics)),
     route(r"/provision", {UNPROV}, POST=E(hs.provision)),
     route(r"/unlock", {LOCKED}, POST=E(hs.unlock)),
@@ -96,7 +99,7 @@ ROUTES = [
     route(r"/keys/([^/]+)/move", {OPER}, POST=E(hk.move, admin)),
     route(r"/keys/([^/]+)/restrictions/tags/([^/]+)", {OPER},
           PUT=E(hk.put_tag, admin, [JSON, OCTET]), DELETE=E(hk.delete_tag, admin)),
-    route(r"/keys/([^/]+)/label", {OPER}, labels_only=True,
+    route(r"/keys/([^/]+)/label", {OPER}, v5_only=True,
           PUT=E(hk.put_label, admin, [JSON]), DELETE=E(hk.delete_label, admin)),
     route(r"/namespaces", {OPER}, GET=E(hs.list_namespaces, r_admin)),
     route(r"/namespaces/([^/]+)", {OPER}, PUT=E(hs.put_namespace, r_admin),
@@ -139,9 +142,9 @@ ROUTES = [
 ]
 
 
-def _match(path: str, labels: bool):
-    for regex, states, labels_only, methods in ROUTES:
-        if labels_only and not labels:
+def _match(path: str, v5: bool):
+    for regex, states, v5_only, methods in ROUTES:
+        if v5_only and not v5:
             continue
         m = regex.match(path)
         if m:
@@ -197,6 +200,8 @@ def _authenticate(ctx: Ctx):
 def instance_state(device, instance) -> str:
     if not device.provisioned:
         return UNPROV
+    if instance.failure is not None:
+        return FAILED
     return LOCKED if instance.locked else OPER
 
 
@@ -219,7 +224,7 @@ def dispatch(device, instance, req: Request) -> Response:
 def _dispatch(device, instance, req: Request) -> Response:
     if not req.path.startswith(PREFIX + "/"):
         return Response(404, b"Not found", "text/plain")
-    m = _match(req.path[len(PREFIX):], device.labels_enabled)
+    m = _match(req.path[len(PREFIX):], instance.v5)
     if m is None:
         return Response(404, b"Not found", "text/plain")
     states, methods, params = m

@@ -25,7 +25,9 @@ def main(argv=None):
     ap.add_argument("--state-dir", help="persist device state and TLS identity here")
     ap.add_argument("--control", type=_addr, metavar="HOST:PORT",
                     help="plain-HTTP JSON control endpoint (faults, up/down, state, request log)")
-    ap.add_argument("--labels", action="store_true", help="enable key labels (main-branch API)")
+    ap.add_argument("--labels", "--api-5.0", dest="labels", action="store_true",
+                    help="serve the NetHSM 5.0 API: key labels, GET /keys?label=, /health/diagnose, "
+                         "the Failed state (default: the 4.0 API)")
     ap.add_argument("--no-throttle", action="store_true", help="disable the failed-login 429 throttle")
     ap.add_argument("--capacity", type=int, metavar="N",
                     help="capacity model of every instance: at most N requests processed at once, "

@@ -9,8 +9,10 @@ Routes (all JSON, loopback only):
   GET    /instances/{i}/faults           list of rules
   DELETE /instances/{i}/faults           clear rules and release stalled requests
   POST   /instances/{i}/down | /up
-  PUT    /instances/{i}/state            {"state": "Locked" | "Operational"}
-  GET    /instances/{i}/requests         [{"method","path","status","fault"}]  (?count=1 -> {"count": n},
+  PUT    /instances/{i}/state            {"state": "Locked" | "Operational" | "Failed", "message"?}
+                                         (Failed: 5.0 API only; message = what /health/diagnose reports)
+  PUT    /instances/{i}/api              {"version": "4.0" | "5.0" | null}  (the API this member serves)
+  GET    /instances/{i}/requests         [{"method","path","status","fault","query"?}]  (?count=1 -> {"count": n},
                                           filters: method, path (regex), status)
   DELETE /instances/{i}/requests         reset the log
   PUT    /instances/{i}/capacity         {"concurrent": int | null, "service_time"?, "method"?, "path"?}
@@ -59,11 +61,11 @@ class _ControlHandler(BaseHTTPRequestHandler):
             if m == "GET" and p == "/":
                 return self._reply(200, {"fingerprint": emu.fingerprint, "instances": [
                     {"index": i.index, "url": i.url, "port": i.port, "up": i.is_up,
-                     "state": i.state} for i in emu.instances]})
+                     "state": i.state, "api": i.api_version} for i in emu.instances]})
             if m == "PUT" and p == "/throttle":
                 emu.set_throttle(bool(body["enabled"]))
                 return self._reply(204)
-            mm = re.match(r"^/instances/(\d+)/(faults|down|up|state|requests|capacity)$", p)
+            mm = re.match(r"^/instances/(\d+)/(faults|down|up|state|api|requests|capacity)$", p)
             if not mm or int(mm.group(1)) >= len(emu.instances):
                 return self._reply(404, {"message": "Not found"})
             inst, what = emu.instances[int(mm.group(1))], mm.group(2)
@@ -78,7 +80,10 @@ class _ControlHandler(BaseHTTPRequestHandler):
                 getattr(inst, what)()
                 return self._reply(204)
             if what == "state" and m == "PUT":
-                inst.set_state(body["state"])
+                inst.set_state(body["state"], body.get("message"))
+                return self._reply(204)
+            if what == "api" and m == "PUT":
+                inst.set_api_version(body.get("version"))
                 return self._reply(204)
             if what == "requests" and m == "GET":
                 if q.get("count"):
@@ -216,8 +221,15 @@ class RemoteInstance:
     def up(self):
         self._c.call("POST", self._p + "/up")
 
-    def set_state(self, state: str):
-        self._c.call("PUT", self._p + "/state", {"state": state})
+    @property
+    def api_version(self) -> str:
+        return self._c.info()["instances"][self.index]["api"]
+
+    def set_state(self, state: str, message: str | None = None):
+        self._c.call("PUT", self._p + "/state", {"state": state, "message": message})
+
+    def set_api_version(self, version: str | None):
+        self._c.call("PUT", self._p + "/api", {"version": version})
 
     def lock(self):
         self.set_state("Locked")

@@ -20,6 +20,8 @@ class Instance:
         self.log = RequestLog()
         self.capacity = Capacity()
         self.locked = device.provisioned and device.config["unattended_boot"] != "on"
+        self.failure: str | None = None  # the diagnose message while in the 5.0 Failed state
+        self._api: str | None = None  # "4.0" / "5.0"; None: the device's default (labels)
         self._server: HsmServer | None = None
         self._lock = threading.Lock()
 
@@ -61,13 +63,40 @@ class Instance:
         from .api import instance_state
         return instance_state(self.device, self)
 
-    def set_state(self, state: str):
-        """'Locked' or 'Operational' (needs a provisioned device)."""
-        if state not in ("Locked", "Operational"):
-            raise ValueError("state must be 'Locked' or 'Operational'")
+    def set_state(self, state: str, message: str | None = None):
+        """'Locked', 'Operational' or (5.0 API) 'Failed' with the message GET /health/diagnose
+        reports (needs a provisioned device). Locked/Operational clear a failure."""
+        if state not in ("Locked", "Operational", "Failed"):
+            raise ValueError("state must be 'Locked', 'Operational' or 'Failed'")
         if not self.device.provisioned:
             raise ValueError("device is not provisioned")
+        if state == "Failed":
+            if not self.v5:
+                raise ValueError("the Failed state needs the 5.0 API (labels / api_version 5.0)")
+            self.failure = message or "cluster store unavailable"
+            return
+        self.failure = None
         self.locked = state == "Locked"
+
+    # ------------------------------------------------------------ API version
+    @property
+    def api_version(self) -> str:
+        if self._api is not None:
+            return self._api
+        return "5.0" if self.device.labels_enabled else "4.0"
+
+    @property
+    def v5(self) -> bool:
+        return self.api_version == "5.0"
+
+    def set_api_version(self, version: str | None):
+        """Serve the 4.0 or the 5.0 API on this instance (None: the emulator's default), as a
+        cluster member on other firmware would."""
+        if version not in (None, "4.0", "5.0"):
+            raise ValueError("api version must be '4.0' or '5.0'")
+        self._api = version
+        if version == "4.0":
+            self.failure = None
 
     def lock(self):
         self.set_state("Locked")
@@ -171,6 +200,6 @@ class Emulator:
     def set_throttle(self, enabled: bool):
         self.device.throttle_enabled = enabled
 
-    def set_state(self, state: str):
+    def set_state(self, state: str, message: str | None = None):
         for inst in self.instances:
-            inst.set_state(state)
+            inst.set_state(state, message)

@@ -210,9 +210,13 @@ class RequestLog:
         self._lock = threading.Lock()
         self._entries: list[dict] = []
 
-    def record(self, method: str, path: str, status: int | None, fault: str | None = None):
+    def record(self, method: str, path: str, status: int | None, fault: str | None = None,
+               query: str = ""):
+        entry = {"method": method, "path": path, "status": status, "fault": fault}
+        if query:  # only when there is one (entries of plain requests keep their shape)
+            entry["query"] = query
         with self._lock:
-            self._entries.append({"method": method, "path": path, "status": status, "fault": fault})
+            self._entries.append(entry)
 
     def entries(self) -> list[dict]:
         with self._lock:

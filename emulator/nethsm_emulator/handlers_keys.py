@@ -22,7 +22,7 @@ def _label(v):
 
 def _key_fields(ctx, extra: dict) -> dict:
     fields = dict(extra)
-    if ctx.device.labels_enabled:
+    if ctx.v5:
         fields["label"] = (_label, False)
     return fields
 
@@ -69,7 +69,7 @@ def _list(ctx, pred) -> Response:
 def list_keys(ctx) -> Response:
     q = ctx.req.query
     want_filter = "filter" in q and ctx.role == "Operator"
-    label = q.get("label", [None])[0] if ctx.device.labels_enabled else None
+    label = q.get("label", [None])[0] if ctx.v5 else None
     if label is not None and len(label.encode()) > 32:
         raise ApiError(400, "label must be at most 32 bytes")
     return _list(ctx, lambda k, r: (not want_filter or _tags_ok(ctx, r))
@@ -89,7 +89,7 @@ def get_key(ctx) -> Response:
         out = {"mechanisms": co.sort_mechanisms(rec.mechanisms), "type": rec.key.type,
                "restrictions": {"tags": sorted(rec.tags)} if rec.tags else {},
                "operations": rec.operations}
-        if ctx.device.labels_enabled and rec.label:
+        if ctx.v5 and rec.label:
             out["label"] = rec.label
     pub = rec.key.public_json()
     if pub is not None:

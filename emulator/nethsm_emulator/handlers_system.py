@@ -18,7 +18,7 @@ from . import crypto_ops as co
 from .http_types import (INT, STR, ApiError, Invalid, Response, check_id, enum, format_time,
                          json_response, list_of, obj, parse_json, parse_time, passphrase_ok)
 
-SOFTWARE_VERSION = "4.0"
+SOFTWARE_VERSION = "4.0"  # the default API; an instance in 5.0 mode reports "5.0"
 
 
 def _pp(v):
@@ -54,6 +54,15 @@ def health_alive(ctx):
 
 def health_ready(ctx):
     return Response(200 if _state(ctx) == "Operational" else 412)
+
+
+def health_diagnose(ctx):
+    """5.0: the cluster store's health; no authentication outside Operational (notes §3)."""
+    failed = _state(ctx) == "Failed"
+    message = ctx.instance.failure or "Mock: no etcd"
+    logs = [{"level": "error", "msg": message}] if failed else []  # the spec: warning or above
+    state = {"running": False, "exited": 1} if failed else {"running": True}
+    return json_response(200, {"clusterLogs": logs, "clusterState": state})
 
 
 def metrics(ctx):
@@ -294,7 +303,7 @@ def put_cluster_ca(ctx):
 
 def system_info(ctx):
     return json_response(200, {
-        "softwareVersion": SOFTWARE_VERSION, "softwareBuild": "nethsm-emulator",
+        "softwareVersion": ctx.instance.api_version, "softwareBuild": "nethsm-emulator",
         "firmwareVersion": "N/A", "hardwareVersion": "N/A", "deviceId": ctx.device.device_id,
         "akPub": {}, "pcr": {}})
 

@@ -175,7 +175,7 @@ class HsmHandler(BaseHTTPRequestHandler):
         if after is not None and self._apply(inst, after, method, path, resp):
             return
         # Logged before sending, so a client that got its answer sees the entry.
-        inst.log.record(method, path, resp.status)
+        inst.log.record(method, path, resp.status, query=url.query)
         self._send(resp, method)
 
     def _send(self, resp: Response, method: str, write: bool = True):

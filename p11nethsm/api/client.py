@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from p11nethsm.log import logger
 
@@ -48,6 +48,7 @@ from p11nethsm.api.errors import (
     BadResponse,
     Conflict,
     HTTPStatusError,
+    KeyUseForbidden,
     NetHSMError,
     NotFound,
     TLSVerificationError,
@@ -69,6 +70,7 @@ _MESSAGE_MAX = 200  # server messages are cut to this length in errors and logs
 _monotonic = time.monotonic
 _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?:~[A-Za-z0-9][A-Za-z0-9_.-]{0,127})?")
+_KEY_USE = re.compile(r"^/keys/([^/?]+)/(?:sign|decrypt|encrypt)$")
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 # Header sets by kind: what we send (Content-Type) and accept; encoded once (p11nethsm.net.pool).
@@ -304,8 +306,10 @@ class NetHSM:
     # ---- the request loop ------------------------------------------------------------------
 
     def _request(self, method: str, path: str, creds: Credentials | None, kind: str,
-                 body: bytes | None = None, *, idempotent: bool = True, recovers: bool = True):
-        """One API call with failover and retries: (status, content type, body, instance)."""
+                 body=None, *, idempotent: bool = True, recovers: bool = True):
+        """One API call with failover and retries: (status, content type, body, instance).
+        `body`: bytes, or a function of the chosen instance's Capabilities returning them (a
+        request built for the firmware that receives it)."""
         from p11nethsm.net.pool import BodyTooLarge, ExchangeError  # noqa: PLC0415
 
         headers = creds.headers[kind] if creds is not None else _KINDS[kind]
@@ -322,7 +326,8 @@ class NetHSM:
             inst = self._instances.pick()
             deadline = min(_monotonic() + timeout, end) if timeout else None
             try:
-                status, ctype, data = inst.pool.exchange(method, inst.base + path, body, headers,
+                data = body(self._caps_of(inst)) if callable(body) else body  # built for this firmware
+                status, ctype, data = inst.pool.exchange(method, inst.base + path, data, headers,
                                                          deadline=deadline)
             except ExchangeError as exc:
                 err = self._transport_error(inst, method, path, exc)
@@ -424,6 +429,12 @@ class NetHSM:
                 message = parsed["message"][:_MESSAGE_MAX]
         if status == 401 and creds is not None:
             self._last_401[creds.username] = time.monotonic()
+        if status == 403 and method == "POST" and _KEY_USE.match(path):
+            key_id, user = unquote(_KEY_USE.match(path).group(1)), creds.username if creds else "?"
+            logger.warning("key {!r} may not be used by user {!r}: {} {}{} -> 403{} (key restriction tags)",
+                           key_id, user, method, instance, path, f": {message}" if message else "")
+            return KeyUseForbidden(f"HTTP {status}", instance=instance, method=method, path=path, status=status,
+                                   server_message=message, key_id=key_id, user=user)
         cls = error_for_status(status)
         err = cls(f"HTTP {status}", instance=instance, method=method, path=path, status=status,
                   server_message=message)
@@ -462,6 +473,54 @@ class NetHSM:
         r = self._request("GET", "/info", None, "get", recovers=False)
         return self._parse(r, "GET", "/info", _check_strings)
 
+    def diagnose(self) -> dict | None:
+        """GET /health/diagnose without credentials (5.0; open outside Operational): the
+        HealthDiagnoseData, or None where there is none (older firmware, Operational)."""
+        try:
+            r = self._request("GET", "/health/diagnose", None, "get", recovers=False)
+        except HTTPStatusError:
+            return None
+        return self._parse(r, "GET", "/health/diagnose", _obj)
+
+    # ---- firmware capabilities (p11nethsm.api.firmware) --------------------------------------
+
+    def capabilities(self):
+        """What the instance serving the next calls can do; detected once per instance. In a
+        cluster of mixed firmware the next call may land elsewhere: requests whose form depends
+        on it build their body per instance (`_request`), and a ?label= listing answered by older
+        firmware lists every key (the template match still decides)."""
+        return self._caps_of(self._instances.pick())
+
+    def _caps_of(self, inst):
+        caps = inst.caps
+        if caps is None:
+            caps = self._detect(inst)
+        return caps
+
+    def _detect(self, inst):
+        from p11nethsm.api import firmware  # noqa: PLC0415
+        from p11nethsm.net.pool import BodyTooLarge, ExchangeError  # noqa: PLC0415
+
+        try:
+            timeout = self.slot.timeout_seconds
+            status, _, _ = inst.pool.exchange("GET", inst.base + "/health/diagnose", None, _KINDS["get"],
+                                              deadline=_monotonic() + timeout if timeout else None)
+        except (ExchangeError, BodyTooLarge) as exc:
+            logger.debug("{}: firmware capabilities not detected ({})", inst.name, exc)
+            return firmware.UNKNOWN
+        caps = firmware.from_status(status)
+        if caps is firmware.UNKNOWN:
+            return caps
+        others = {i.caps.api for i in self._instances.all if i is not inst and i.caps is not None}
+        inst.caps = caps
+        if others and caps.api not in others:
+            logger.warning("{}: serves the NetHSM {} API, other members {}: features follow the instance",
+                           inst.name, caps.api, ", ".join(sorted(others)))
+        else:
+            logger.info("{}: NetHSM {} API (key labels: {}, GET /keys?label=: {})", inst.name, caps.api,
+                        "yes" if caps.labels else "no", "yes" if caps.label_query else "no")
+        return caps
+
     # ---- Basic auth ------------------------------------------------------------------------
 
     def system_info(self, creds: Credentials) -> dict:
@@ -476,8 +535,16 @@ class NetHSM:
         path = f"/users/{_seg(user_id, _USER_ID)}/passphrase"
         self._request("POST", path, creds, "json", _encode({"passphrase": passphrase}).encode())
 
-    def list_keys(self, creds: Credentials) -> list[str]:
-        return self._parse(self._request("GET", "/keys", creds, "get"), "GET", "/keys", _check_ids)
+    def list_keys(self, creds: Credentials, *, label: str | None = None, usable: bool = False) -> list[str]:
+        """GET /keys; `label`: only keys with that label (5.0: ?label=); `usable`: only keys the
+        (operator) caller may use under key restriction tags (?filter=)."""
+        query = []
+        if usable:
+            query.append("filter=1")
+        if label is not None:
+            query.append("label=" + quote(label, safe=""))
+        path = "/keys?" + "&".join(query) if query else "/keys"
+        return self._parse(self._request("GET", path, creds, "get"), "GET", path, _check_ids)
 
     def get_key(self, creds: Credentials, key_id: str) -> dict:
         path = f"/keys/{_seg(key_id, _KEY_ID)}"
@@ -493,10 +560,8 @@ class NetHSM:
         body: dict[str, Any] = {"type": key_type, "mechanisms": list(mechanisms), "id": kid}
         if length is not None:
             body["length"] = length
-        if label:
-            body["label"] = label
         try:
-            r = self._request("POST", "/keys/generate", creds, "json", _encode(body).encode(), idempotent=False)
+            r = self._request("POST", "/keys/generate", creds, "json", _with_label(body, label), idempotent=False)
         except NetHSMError as exc:
             if not exc.outcome_unknown:
                 raise
@@ -512,11 +577,9 @@ class NetHSM:
         kid = key_id or new_key_id()
         priv = {k: _b64e(v) if isinstance(v, (bytes, bytearray, memoryview)) else v for k, v in private.items()}
         body: dict[str, Any] = {"type": key_type, "mechanisms": list(mechanisms), "private": priv}
-        if label:
-            body["label"] = label
         path = f"/keys/{_seg(kid, _KEY_ID)}"
         try:
-            self._request("PUT", path, creds, "json", _encode(body).encode())
+            self._request("PUT", path, creds, "json", _with_label(body, label))
         except (BadRequest, Conflict) as exc:
             if not exc.outcome_unknown:  # "already exists" only means "done" after an unknown outcome
                 raise
@@ -624,6 +687,15 @@ class NetHSM:
             out.append(chunk)
             left -= n
         return b"".join(out)
+
+
+def _with_label(body: dict, label: str | None):
+    """The request body, with `label` for firmware that has key labels (or may have: unknown)."""
+    plain = _encode(body).encode()
+    if not label:
+        return plain
+    labelled = _encode({**body, "label": label}).encode()
+    return lambda caps: plain if caps.labels is False else labelled
 
 
 def _signature(obj: Any) -> bytes:

@@ -67,6 +67,15 @@ class Forbidden(HTTPStatusError):
     status = 403
 
 
+class KeyUseForbidden(Forbidden):
+    """403 on sign/decrypt/encrypt: the key's restriction tags do not allow this operator."""
+
+    def __init__(self, *args, key_id: str = "", user: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.key_id = key_id
+        self.user = user
+
+
 class NotFound(HTTPStatusError):
     status = 404
 
@@ -118,6 +127,7 @@ def error_for_status(status: int) -> type[HTTPStatusError]:
 CKR_BY_ERROR: dict[type[NetHSMError], CKR] = {
     PreconditionFailed: CKR.TOKEN_NOT_PRESENT,  # DEVICE_REMOVED when a session is open (dispatcher)
     Unauthorized: CKR.USER_NOT_LOGGED_IN,  # PIN_INCORRECT while logging in (handler)
+    KeyUseForbidden: CKR.KEY_FUNCTION_NOT_PERMITTED,  # key restriction tags exclude the operator
     Forbidden: CKR.USER_NOT_LOGGED_IN,  # wrong role for the call
     NotFound: CKR.OBJECT_HANDLE_INVALID,  # KEY_HANDLE_INVALID in crypto inits (handler)
     TooManyRequests: CKR.PIN_LOCKED,

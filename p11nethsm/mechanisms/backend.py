@@ -2,12 +2,13 @@
 operator credentials (resolved per call, so a C_Login between Init and Final counts).
 
 Errors: 404 → the key was deleted elsewhere (evicted from the cache, CKR_KEY_HANDLE_INVALID);
-403 with the tag message → CKR_KEY_FUNCTION_NOT_PERMITTED; the rest go to the dispatcher's
+403 on use (KeyUseForbidden: the key's restriction tags exclude the operator; the client logs key
+and user) → CKR_KEY_FUNCTION_NOT_PERMITTED; the rest go to the dispatcher's
 HTTP → CKR table (400s are mapped by the contexts, which know what they sent)."""
 
 from __future__ import annotations
 
-from p11nethsm.api.errors import Forbidden, NotFound
+from p11nethsm.api.errors import KeyUseForbidden, NotFound
 from p11nethsm.ck.errors import KeyFunctionNotPermitted, KeyHandleInvalid
 
 __all__ = ["SlotBackend"]
@@ -30,10 +31,9 @@ class SlotBackend:
         except NotFound as exc:
             self.slot.objects.forget_key(key_id)
             raise KeyHandleInvalid(f"key {key_id} no longer exists on the NetHSM") from exc
-        except Forbidden as exc:
-            if "tag" in (exc.server_message or ""):
-                raise KeyFunctionNotPermitted(f"key {key_id}: {exc.server_message}") from exc
-            raise
+        except KeyUseForbidden as exc:
+            raise KeyFunctionNotPermitted(
+                f"key {key_id} may not be used by user {exc.user!r}: {exc.server_message or 'HTTP 403'}") from exc
 
     def sign(self, key_id: str, mode: str, message: bytes) -> bytes:
         return self._call(self.slot.api.sign, key_id, mode, message)

@@ -46,6 +46,7 @@ class Instance:
         self.next_check = 0.0  # monotonic time of the next health check (when unreachable)
         self._pool = None
         self._pool_lock = threading.Lock()
+        self.caps = None  # p11nethsm.api.firmware.Capabilities, detected at first need
         from p11nethsm.net.pool import InstanceStats  # noqa: PLC0415 (keep urllib3 out of C_Initialize)
 
         self.stats = InstanceStats()
@@ -88,6 +89,7 @@ class Instance:
             self.next_check = time.monotonic() + delay
             was_usable = self.usable
             self.usable = False
+            self.caps = None  # it may come back on other firmware (an update reboots it)
             self.health.fire("fail")
         self.stats.failures += 1
         if was_usable:

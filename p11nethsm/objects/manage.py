@@ -54,8 +54,10 @@ def _label_to_send(key_id: str | None, req: KeyRequest) -> str | None:
     return req.label
 
 
-def _with_label_fallback(call, label: str | None):
-    """Call with the label; firmware without key labels rejects the field (400): retry without."""
+def _with_label_fallback(slot, call, label: str | None):
+    """One request: the client sends the label only to firmware that has key labels (5.0,
+    detected per instance). Where that is not known it is sent, and such firmware rejects the
+    field (400): then retry without."""
     if label is None:
         return call(None)
     try:
@@ -95,7 +97,7 @@ def generate(slot, req: KeyRequest) -> list[int]:
                                      key_id=key_id, label=label)
 
     try:
-        key_id = _with_label_fallback(call, _label_to_send(key_id, req))
+        key_id = _with_label_fallback(slot, call, _label_to_send(key_id, req))
     except (BadRequest, Conflict) as exc:
         _exists(exc, key_id)
     logger.info("{}: generated {} key {} ({})", slot.name, req.key_type, key_id, ", ".join(req.mechanisms))
@@ -112,7 +114,7 @@ def import_key(slot, req: KeyRequest) -> int:
                                    private=req.private, label=label)
 
     try:
-        key_id = _with_label_fallback(call, _label_to_send(key_id, req))
+        key_id = _with_label_fallback(slot, call, _label_to_send(key_id, req))
     except (BadRequest, Conflict) as exc:
         _exists(exc, key_id)
     logger.info("{}: imported {} key {}", slot.name, req.key_type, key_id)
@@ -175,7 +177,8 @@ def _set_label(slot, obj, label: str) -> bool:
     """On firmware with key labels, CKA_LABEL is the NetHSM label: set it and keep the id.
     False when the firmware has none (its label *is* the id): the caller renames the key."""
     store = slot.objects
-    if store.labels_supported is False:
+    labels = slot.api.capabilities().labels
+    if labels is False or (labels is None and store.labels_supported is False):
         return False
     creds = _admin(slot)
     try:

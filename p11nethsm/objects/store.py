@@ -17,6 +17,12 @@ Cache policy (documented in docs/objects.md):
   CERT_TTL seconds, so a full enumeration including certificates costs 1 request when warm;
   cold, it costs N+1 for the keys plus one GET /keys/{id}/cert per key. Finds for key classes
   (what libp11, SunPKCS11 and p11tool mostly do) never touch certificates.
+- A find by CKA_LABEL (without CKA_ID) on 5.0 firmware asks `GET /keys?label=` (one request)
+  plus, when not cached, the key whose id the label encodes (a key without a NetHSM label reads
+  its id as CKA_LABEL): no full enumeration. Older firmware enumerates as before.
+- Operators list with `GET /keys?filter=`: only the keys their restriction tags allow, so a find
+  never returns a key that C_Sign would refuse with 403. A key found by CKA_ID that has
+  restriction tags is checked against that list too.
 - Concurrent enumerations are coalesced: a thread that asks while one runs waits for its result.
 - Per-key requests of one enumeration run on a few threads when the module may create threads.
 
@@ -70,6 +76,7 @@ class _Entry:
     objects: dict[CKO, P11Object]
     cert: P11Object | None = None
     cert_checked: float | None = None  # monotonic time of the last cert fetch; None = unknown
+    restricted: bool = False  # the key has restriction tags (not every operator may use it)
 
 
 @dataclass
@@ -139,7 +146,8 @@ class ObjectStore:
 
     def _build(self, key_id: str, data: dict) -> _Entry:
         info = key_from_json(key_id, data, self._value_lens.get(key_id))
-        return _Entry(info, {o.kind: o for o in objects_for_key(info)})
+        tags = (data.get("restrictions") or {}).get("tags")
+        return _Entry(info, {o.kind: o for o in objects_for_key(info)}, restricted=bool(tags))
 
     def _fetch_key(self, creds, key_id: str) -> _Entry | None:
         try:
@@ -213,8 +221,58 @@ class ObjectStore:
                 self._flight = None
             flight.done.set()
 
+    def _usable_only(self, creds) -> bool:
+        """Is `creds` the slot's operator (whose listings are filtered by restriction tags)?"""
+        user = getattr(self.slot, "user", None)
+        if user is None:
+            return False
+        from p11nethsm.library import Role
+
+        operator = user(Role.OPERATOR)
+        return operator is not None and creds.username == operator.username
+
+    def _fetch_missing(self, creds, ids: list[str]) -> list[str]:
+        with self._lock:
+            missing = [k for k in ids if k not in self._entries]
+        fetched = self._map(lambda k: (k, self._fetch_key(creds, k)), missing)
+        with self._lock:
+            for key_id, entry in fetched:
+                if entry is not None:
+                    self._entries[key_id] = entry
+            return [k for k in ids if k in self._entries]
+
+    def _by_label(self, creds, label: bytes) -> list[str] | None:
+        """Key ids whose CKA_LABEL may be `label`, without enumerating (5.0: ?label=); None when
+        the firmware cannot answer that (the caller enumerates)."""
+        try:
+            text = bytes(label).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if not text or len(label) > 32 or not self.slot.api.capabilities().label_query:
+            return None
+        ids = self.slot.api.list_keys(creds, label=text, usable=self._usable_only(creds))
+        try:  # a key without a NetHSM label reads its id as CKA_LABEL
+            by_id = encode_id(bytes(label))
+        except AttributeValueInvalid:
+            by_id = None
+        if by_id is not None and by_id not in ids:
+            with self._lock:
+                cached = by_id in self._entries
+            if cached or self.load_key(by_id, creds) is not None:
+                if not self._restricted_and_unusable(creds, by_id):
+                    ids = [*ids, by_id]
+        return self._fetch_missing(creds, ids)
+
+    def _restricted_and_unusable(self, creds, key_id: str) -> bool:
+        """A key with restriction tags that this operator may not use (GET /keys?filter=)."""
+        with self._lock:
+            entry = self._entries.get(key_id)
+        if entry is None or not entry.restricted or not self._usable_only(creds):
+            return False
+        return key_id not in self.slot.api.list_keys(creds, usable=True)
+
     def _enumerate(self, creds) -> list[str]:
-        ids = self.slot.api.list_keys(creds)
+        ids = self.slot.api.list_keys(creds, usable=self._usable_only(creds))
         listed = set(ids)
         with self._lock:
             for gone in [k for k in self._entries if k not in listed]:
@@ -329,9 +387,13 @@ class ObjectStore:
                 entry = self._entries.get(key_id)
             if entry is None:
                 entry = self.load_key(key_id, creds)
-            ids = [key_id] if entry is not None else []
+            ids = [key_id] if entry is not None and not self._restricted_and_unusable(creds, key_id) else []
         else:
-            ids = self.enumerate(creds)
+            ids = None
+            if CKA.LABEL in values:
+                ids = self._by_label(creds, values[CKA.LABEL] or b"")
+            if ids is None:
+                ids = self.enumerate(creds)
 
         with self._lock:
             entries = [self._entries[k] for k in ids if k in self._entries]

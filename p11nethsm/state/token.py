@@ -11,7 +11,9 @@ token absent at once (dispatcher).
     present --vanish--> absent         token removed    (a slot event)
 
 Events are sent only on a change, so the transition log reads as the slot's history. Each change
-between known states sets `event_pending` for C_WaitForSlotEvent.
+between known states sets `event_pending` for C_WaitForSlotEvent. When the token goes away because
+the NetHSM is Locked, Unprovisioned or Failed, the log line says what to do (and for Failed, what
+`GET /health/diagnose` reports): `explain(state)`, asked once per change of state.
 """
 
 from __future__ import annotations
@@ -42,9 +44,12 @@ class TokenChart(Machine):
 class TokenPresence:
     """Per-slot presence: polls `health_state()` (no more than once per `max_age` seconds)."""
 
-    def __init__(self, name: str, health_state: Callable[[], str]):
+    def __init__(self, name: str, health_state: Callable[[], str],
+                 explain: Callable[[str], str] | None = None):
         self.name = name
         self._health_state = health_state
+        self._explain = explain
+        self.advice: str | None = None  # what to do about the last non-Operational state
         self.machine = TokenChart(name)
         self._poll_lock = threading.RLock()
         self._checked_at = float("-inf")
@@ -69,6 +74,7 @@ class TokenPresence:
             return self._poll_locked()
 
     def _poll_locked(self) -> str:
+        previous = self.last_state
         try:
             state = self._health_state()
             reason = f"/health/state = {state}"
@@ -77,13 +83,38 @@ class TokenPresence:
             reason = f"unreachable: {exc.describe()}"
         self._checked_at = time.monotonic()
         self.last_state = state if state is not None else reason
+        if state is not None and state != OPERATIONAL:
+            if state != previous or self.advice is None:
+                self.advice = self._advise(state)
+            if self.advice:
+                reason = f"{reason}: {self.advice}"
+        elif state == OPERATIONAL:
+            self.advice = None
         self._set(state == OPERATIONAL, reason)
         return self.machine.state_id
 
+    def _advise(self, state: str) -> str | None:
+        if self._explain is None:
+            return None
+        try:
+            return self._explain(state)
+        except Exception as exc:  # advice is a courtesy: never fail the poll for it
+            return f"(no advice: {type(exc).__name__})"
+
     def mark_absent(self, reason: str) -> None:
-        """A call learned that the cluster is not operational (HTTP 412)."""
+        """A call learned that the cluster is not operational (HTTP 412); asks once why."""
         with self._poll_lock:
             self._checked_at = time.monotonic()
+            if self.machine.state_id != "absent" and self._explain is not None:
+                try:
+                    state = self._health_state()
+                except NetHSMError:
+                    state = None
+                if state is not None and state != OPERATIONAL:
+                    self.last_state = state
+                    self.advice = self._advise(state)
+                    if self.advice:
+                        reason = f"{reason}: {self.advice}"
             self._set(False, reason)
 
     def _set(self, present: bool, reason: str) -> None:
@@ -96,7 +127,10 @@ class TokenPresence:
             return
         if current != "unknown":
             self.event_pending = True
-        logger.info("{}: token {} ({})", self.name, "present" if present else "absent", reason)
+        if not present and self.advice:
+            logger.warning("{}: token absent ({})", self.name, reason)
+        else:
+            logger.info("{}: token {} ({})", self.name, "present" if present else "absent", reason)
 
     def take_event(self) -> bool:
         """Consume the pending slot event, if any."""

@@ -80,8 +80,15 @@ class FakeApi:
         return rec
 
     # -- listing
-    def list_keys(self, creds):
+    def capabilities(self):
+        from p11nethsm.api import firmware
+
+        return firmware.V5 if self.labels else firmware.V4
+
+    def list_keys(self, creds, *, label=None, usable=False):
         self._count("GET", "/keys")
+        if label is not None and self.labels:
+            return sorted(k for k, r in self.keys.items() if r.label == label)
         return sorted(self.keys)
 
     def get_key(self, creds, key_id):
