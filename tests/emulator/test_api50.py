@@ -3,7 +3,8 @@ set through the control interface, label on generate/import and GET /keys?label=
 cluster member on the other API version. Every response is validated against the matching spec."""
 from __future__ import annotations
 
-from conftest import ADMIN, OPERATOR, SPEC_MAIN, Client, b64
+from conftest import SPEC_MAIN, Client, b64
+from nethsm_emulator.provision import ADMIN, OPERATOR
 from nethsm_emulator.control import ControlClient
 from nethsm_emulator.testing import start_emulator
 
