@@ -125,6 +125,7 @@ static struct {
     P11_PYAPI(P11_PY_MEMBER)
 } py;
 #define PY(name) (py.f_##name)
+static int (*py_is_finalizing)(void);
 
 static int py_load_table(void *handle, const char *where)
 {
@@ -136,6 +137,10 @@ static int py_load_table(void *handle, const char *where)
     }
     P11_PYAPI(P11_PY_LOAD)
 #undef P11_PY_LOAD
+    /* optional: public since 3.13, underscored before */
+    *(void **)&py_is_finalizing = dlsym(handle, "Py_IsFinalizing");
+    if (!py_is_finalizing)
+        *(void **)&py_is_finalizing = dlsym(handle, "_Py_IsFinalizing");
     return 0;
 }
 
@@ -792,6 +797,11 @@ static int bootstrap(void)
 /* ------------------------------------------------------------------ */
 static CK_RV call_python(unsigned idx, const uint64_t *a, unsigned n)
 {
+    /* A Python host that is exiting (host mode): its modules are being torn
+     * down and the dispatcher cannot run; python-pkcs11 calls C_Finalize from
+     * a destructor at exactly that time. Nothing to undo in a dying process. */
+    if (py_is_finalizing && py_is_finalizing())
+        return idx == P11_IDX_C_Finalize ? CKR_OK : CKR_CRYPTOKI_NOT_INITIALIZED;
     PyObject *argv[2 + P11_MAX_ARGS];
     CK_RV rv = CKR_GENERAL_ERROR;
     unsigned made = 0;

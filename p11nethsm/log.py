@@ -5,17 +5,20 @@ of C_Initialize together, and most processes that load the module at the default
 never write a line. So every module logs through `p11nethsm.log.logger`, a stand-in whose
 level methods first ask whether anyone would see the line:
 
-- loguru is already imported in this process (by us, a test or a Python host): forward, and
-  loguru's sinks filter as usual;
+- our logger is loaded: forward, and its sinks filter as usual;
 - else only lines at or above `logflags.LEVEL_NO` (the lowest level of our configured sinks)
   import loguru, run the sink set-up that logging_setup.configure() left pending, and forward.
 
 Everything else (`opt`, `bind`, `add`, `remove`...) is loguru's own, loaded on first use.
+
+The logger is the module's own: a loguru Logger on a Core of its own, not the process-wide
+`loguru.logger`, which belongs to the host when the host is a Python program. So the module never
+adds to or removes from the host's handlers (its default stderr handler stays), the host's sinks
+never see the module's records and the module's sinks never see the host's.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable
 
@@ -37,23 +40,31 @@ def loaded() -> bool:
     return _real is not None
 
 
+def _own_logger():
+    """A loguru Logger with a Core of its own (loguru builds its global `logger` the same way)."""
+    try:
+        from loguru._logger import Core, Logger
+
+        return Logger(core=Core(), exception=None, depth=0, record=False, lazy=False, colors=False,
+                      raw=False, capture=True, patchers=[], extra={})
+    except (ImportError, TypeError):  # a loguru whose internals moved: share the global logger,
+        from loguru import logger  # never touching its handlers (our sinks filter our records)
+
+        return logger
+
+
 def real():
-    """The loguru logger, with our pending sink set-up applied."""
+    """Our loguru logger, with our pending sink set-up applied."""
     global _real
     if _real is not None:
         return _real
     with _lock:
         if _real is None:
-            from loguru import logger as loguru_logger
-
-            try:  # loguru's default handler would print everything to stderr
-                loguru_logger.remove(0)
-            except ValueError:
-                pass
+            own = _own_logger()
             for step in _pending:
-                step(loguru_logger)
+                step(own)
             _pending.clear()
-            _real = loguru_logger
+            _real = own
     return _real
 
 
@@ -72,7 +83,7 @@ def discard_pending() -> None:
 
 
 def _wanted(no: int) -> bool:
-    return _real is not None or no >= logflags.LEVEL_NO or "loguru" in sys.modules
+    return _real is not None or no >= logflags.LEVEL_NO
 
 
 class _Logger:

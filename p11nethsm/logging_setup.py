@@ -1,11 +1,10 @@
 """Log sinks (loguru): stderr, a file, syslog (unix socket, UDP or TCP).
 
 loguru itself is imported only when a line is first written (p11nethsm.log): configure() records
-the sinks and they are added then. Loading loguru removes its default stderr handler (id 0), so
-nothing is written before C_Initialize configures logging, and nothing ever goes to stdout (it
-belongs to the host).
-Our sinks only take records of the `p11nethsm` package, so a Python host's own loguru records are
-not sent to our syslog.
+the sinks and they are added then, to the module's own logger (its own loguru Core, no default
+handler), so nothing is written before C_Initialize configures logging, nothing ever goes to
+stdout (it belongs to the host), and a Python host's loguru and stdlib logging set-up is never
+touched: its handlers never see our records, our sinks never see its records.
 
 Targets (pkcs11-setup.txt, vendor behaviour):
 - `log_file`: a path (appended), or `-` for stderr;

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 
 import pytest
-from loguru import logger
+from p11nethsm.log import logger  # the module's own loguru logger (not the global one)
 
 from p11nethsm import dispatch, logflags
 from p11nethsm.api import errors as E

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import urllib3
-from loguru import logger
+from p11nethsm.log import logger
 
 from p11nethsm.api.client import Credentials, NetHSM
 

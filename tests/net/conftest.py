@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from loguru import logger
+from p11nethsm.log import logger  # the module's own loguru logger (not the global one)
 
 from p11nethsm.config.model import InstanceConfig, KeepaliveConfig, RetryConfig, SlotConfig
 

@@ -59,7 +59,7 @@ def pytest_configure(config):
         _state["owner"] = True
     os.environ[SKIP_ENV] = str(os.getpid())
     _state["dir"] = d
-    from loguru import logger
+    from p11nethsm.log import logger  # the module's own loguru logger
 
     def _ours(record) -> bool:
         name = record["name"] or ""
@@ -98,7 +98,7 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_unconfigure(config):
     sink = _state.pop("sink", None)
     if sink is not None:
-        from loguru import logger
+        from p11nethsm.log import logger
 
         try:
             logger.remove(sink)
