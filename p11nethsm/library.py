@@ -305,6 +305,13 @@ class Session:
         return f"<Session {self.handle} slot={self.slot.slot_id} {'RW' if self.rw else 'RO'}>"
 
 
+def _drop_session_objects(slot, handle: int | None) -> None:
+    """Session objects die with their session (None: all sessions of the slot)."""
+    store = slot._objects
+    if store is not None:
+        store.drop_session(handle)
+
+
 class Library:
     def __init__(self, config: Config, *, threads_allowed: bool):
         self.config = config
@@ -341,6 +348,7 @@ class Library:
                 raise SessionHandleInvalid(f"no open session {handle}")
             last = not any(s.slot is session.slot for s in self.sessions.values())
         session.abort_all()
+        _drop_session_objects(session.slot, handle)
         logger.debug("{}: session {} closed", session.slot.name, handle)
         login = session.slot._login
         if last and login is not None:  # spec: closing the last session of a token logs the user out
@@ -352,6 +360,7 @@ class Library:
             closed = [self.sessions.pop(h) for h in handles]
         for session in closed:
             session.abort_all()
+        _drop_session_objects(slot, None)
         if closed:
             logger.debug("{}: closed all sessions {}", slot.name, handles)
         if slot._login is not None:

@@ -1,6 +1,8 @@
 """Key management (PKCS#11 3.0 §5.16): C_GenerateKeyPair (RSA, EC on every NetHSM curve,
 Ed25519), C_GenerateKey (AES, generic secrets). Wrap/unwrap/derive are not offered by the
-NetHSM (CKR_FUNCTION_NOT_SUPPORTED). Needs a R/W session and the NetHSM administrator."""
+NetHSM (CKR_FUNCTION_NOT_SUPPORTED). Needs a R/W session and the NetHSM administrator;
+arguments and templates are checked first (a NULL template with a non-zero count is
+CKR_ARGUMENTS_BAD, CKA_TOKEN = FALSE is CKR_ATTRIBUTE_VALUE_INVALID, in any session)."""
 
 from __future__ import annotations
 
@@ -22,9 +24,11 @@ def C_GenerateKeyPair(hSession, pMechanism, pPublicKeyTemplate, ulPublicKeyAttri
     ckm, param = read_mechanism(pMechanism)
     if param:
         raise MechanismParamInvalid("key pair generation takes no parameter")
-    session.require_rw()
+    # arguments and templates before the session state: a NULL template is ARGUMENTS_BAD and a
+    # session key CKR_ATTRIBUTE_VALUE_INVALID in any session, never SESSION_READ_ONLY
     req = keypair_request(ckm, Template(read_template(pPublicKeyTemplate, ulPublicKeyAttributeCount)),
                           Template(read_template(pPrivateKeyTemplate, ulPrivateKeyAttributeCount)))
+    session.require_rw()
     public, private = manage.generate(session.slot, req)
     write_ulong(phPublicKey, public)
     write_ulong(phPrivateKey, private)
@@ -41,7 +45,7 @@ def C_GenerateKey(hSession, pMechanism, pTemplate, ulCount, phKey):
     ckm, param = read_mechanism(pMechanism)
     if param:
         raise MechanismParamInvalid("key generation takes no parameter")
-    session.require_rw()
     req = secret_request(ckm, Template(read_template(pTemplate, ulCount)))
+    session.require_rw()
     (handle,) = manage.generate(session.slot, req)
     write_ulong(phKey, handle)

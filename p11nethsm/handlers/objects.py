@@ -1,13 +1,16 @@
 """Object management (PKCS#11 3.0 §5.7): find, attributes, create, destroy, rename.
 
 Objects are the slot's ObjectStore view of the NetHSM keys (see p11nethsm/objects/store.py for
-the cache policy). Creating, destroying and modifying objects needs a R/W session and the
-NetHSM administrator (p11nethsm/objects/manage.py)."""
+the cache policy). Creating, destroying and modifying token objects needs a R/W session and the
+NetHSM administrator (p11nethsm/objects/manage.py); session objects (CKA_TOKEN = FALSE public
+keys, certificates, data: p11nethsm/objects/session_objects.py) live in memory and need neither.
+Templates are checked before the session state (CKR_SESSION_READ_ONLY comes last)."""
 
 from __future__ import annotations
 
 from p11nethsm.ck.cdata import fill_template, read_template, write_ulong, write_ulongs
-from p11nethsm.ck.errors import ActionProhibited, ArgumentsBad
+from p11nethsm.ck.constants import CKA
+from p11nethsm.ck.errors import ActionProhibited, ArgumentsBad, UserNotLoggedIn
 from p11nethsm.dispatch import handler
 from p11nethsm.library import OpKind, get_library
 
@@ -64,14 +67,21 @@ def C_GetObjectSize(hSession, hObject, pulSize):
 
 @handler
 def C_CreateObject(hSession, pTemplate, ulCount, phObject):
-    from p11nethsm.objects import manage
+    from p11nethsm.objects import manage, session_objects
     from p11nethsm.objects.templates import CertRequest, Template, create_request
 
     session = get_library().session(hSession)
     if not phObject:
         raise ArgumentsBad("phObject is NULL")
+    tpl = Template(read_template(pTemplate, ulCount))
+    if session_objects.is_session_template(tpl):
+        obj = session_objects.build(tpl)
+        if obj.private and not session.can_see_private():
+            raise UserNotLoggedIn("a private session object needs a logged-in user")
+        write_ulong(phObject, session.slot.objects.add_session_object(hSession, obj))
+        return
+    req = create_request(tpl)
     session.require_rw()
-    req = create_request(Template(read_template(pTemplate, ulCount)))
     if isinstance(req, CertRequest):
         handle = manage.store_certificate(session.slot, req)
     else:
@@ -91,7 +101,18 @@ def C_DestroyObject(hSession, hObject):
     from p11nethsm.objects import manage
 
     session = get_library().session(hSession)
-    obj = session.slot.objects.get(session, hObject)
+    store = session.slot.objects
+    if store.is_session_object(hObject):
+        obj = store.get(session, hObject)
+        if not obj.attrs.get(CKA.DESTROYABLE, True):
+            raise ActionProhibited("the object has CKA_DESTROYABLE = FALSE")
+        store.destroy_session_object(hObject)
+        return
+    if hObject in store._orphans:  # the other view of a key pair already deleted (store.py)
+        session.require_rw()
+        if store.take_orphan(hObject):
+            return
+    obj = store.get(session, hObject)
     session.require_rw()
     manage.destroy(session.slot, obj)
 
@@ -104,6 +125,11 @@ def C_SetAttributeValue(hSession, hObject, pTemplate, ulCount):
     lib = get_library()
     session = lib.session(hSession)
     obj = session.slot.objects.get(session, hObject)
-    session.require_rw()
     values = Template(read_template(pTemplate, ulCount)).values
+    if session.slot.objects.is_session_object(hObject):
+        from p11nethsm.objects import session_objects
+
+        session_objects.set_attributes(obj, values)
+        return
+    session.require_rw()
     manage.set_attributes(session.slot, obj, values, bool(getattr(lib.config, "enable_set_attribute_value", False)))

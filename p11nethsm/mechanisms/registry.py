@@ -46,7 +46,7 @@ MECHANISMS: Final[dict[int, MechInfo]] = _t(
     # RSA
     (CKM.RSA_PKCS_KEY_PAIR_GEN, None, _RSA, F.HW | F.GENERATE_KEY_PAIR),
     (CKM.RSA_PKCS, "rsa", _RSA, _SIGN | F.DECRYPT | F.ENCRYPT),
-    (CKM.RSA_X_509, "rsa", _RSA, F.HW | F.DECRYPT | F.ENCRYPT),
+    (CKM.RSA_X_509, "rsa", _RSA, _SIGN | F.DECRYPT | F.ENCRYPT),  # sign: RAW decryption
     (CKM.RSA_PKCS_OAEP, "rsa", _RSA, F.HW | F.DECRYPT | F.ENCRYPT),
     (CKM.SHA1_RSA_PKCS, "rsa", _RSA, _SIGN),
     (CKM.SHA224_RSA_PKCS, "rsa", _RSA, _SIGN),

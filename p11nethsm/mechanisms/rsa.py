@@ -160,7 +160,45 @@ class RsaPkcs(Mechanism):
 
 
 class RsaX509(Mechanism):
-    """CKM_RSA_X_509: raw RSA decryption on the NetHSM (mode RAW), raw encryption locally."""
+    """CKM_RSA_X_509: raw RSA decryption on the NetHSM (mode RAW), raw encryption locally.
+
+    Raw signing is the same private-key operation (m^d mod n): it goes through RAW decryption,
+    so it needs a key that allows RSA_Decryption_RAW (the NetHSM has no raw signature mode).
+    The input is taken as a big-endian integer of at most k bytes (spec: left-padded with
+    zeros) and must be below the modulus; verification is local."""
+
+    def sign_init(self, obj, param, backend):
+        require_key(obj, _PRIV, _RSA, CKA.SIGN, self.ckm, "RSA_Decryption_RAW")
+        k = _k(obj)
+        n = obj.key.modulus
+
+        def check(data: bytes) -> None:
+            if len(data) > k:
+                raise DataLenRange(f"CKM_RSA_X_509 signs at most k = {k} bytes, got {len(data)}")
+            if int.from_bytes(data, "big") >= n:
+                raise DataInvalid("the input is not below the modulus")
+
+        def post(out: bytes) -> bytes:
+            return out.rjust(k, b"\x00")[-k:]
+
+        return RawSignContext(obj, backend, "RAW", check, k, exact=True,
+                              post=post, pad=lambda d: d.rjust(k, b"\x00"))
+
+    def verify_init(self, obj, param):
+        require_key(obj, _PUB, _RSA, CKA.VERIFY, self.ckm)
+        key = obj.key
+        k = _k(obj)
+
+        def check(data: bytes, sig: bytes) -> None:
+            from cryptography.exceptions import InvalidSignature
+
+            s = int.from_bytes(sig, "big")
+            if len(sig) != k or s >= key.modulus:
+                raise InvalidSignature()
+            if pow(s, key.public_exponent, key.modulus) != int.from_bytes(data, "big") or len(data) > k:
+                raise InvalidSignature()
+
+        return VerifyContext(None, check, k)
 
     def decrypt_init(self, obj, param, backend):
         require_key(obj, _PRIV, _RSA, CKA.DECRYPT, self.ckm, "RSA_Decryption_RAW")
@@ -343,6 +381,23 @@ class RsaDecryptContext(Context):
         except BadRequest as exc:
             raise EncryptedDataInvalid(f"the NetHSM could not decrypt: {exc.server_message}") from exc
         return self.post(out) if self.post is not None else out
+
+
+class RawSignContext(RsaDecryptContext):
+    """CKM_RSA_X_509 signing: a RAW decryption of the (zero-padded) input."""
+
+    def __init__(self, *args, pad: Callable[[bytes], bytes], **kw):
+        super().__init__(*args, **kw)
+        self.pad = pad
+
+    def final(self) -> bytes:
+        data = bytes(self.buf)
+        self.check(data)
+        self.buf = bytearray(self.pad(data))
+        try:
+            return super().final()
+        except EncryptedDataInvalid as exc:
+            raise DataInvalid(str(exc)) from exc
 
 
 class LocalEncryptContext(Context):

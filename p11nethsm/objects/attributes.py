@@ -135,7 +135,7 @@ _TABLE: dict[CKA, tuple] = {
     CKA.MODIFIABLE: BOOL,
     CKA.COPYABLE: BOOL,
     CKA.DESTROYABLE: BOOL,
-    CKA.LABEL: UTF8,
+    CKA.LABEL: BYTES,  # any bytes (Go wrappers use random labels); see id_encoding
     CKA.UNIQUE_ID: UTF8,
     CKA.APPLICATION: UTF8,
     CKA.VALUE: BYTES,

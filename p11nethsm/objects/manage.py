@@ -16,7 +16,6 @@ from p11nethsm.log import logger
 from p11nethsm.api.errors import BadRequest, Conflict, NotFound
 from p11nethsm.ck.constants import CKA, CKO
 from p11nethsm.ck.errors import (
-    ActionProhibited,
     AttributeReadOnly,
     AttributeValueInvalid,
     CKRError,
@@ -24,7 +23,7 @@ from p11nethsm.ck.errors import (
     ObjectHandleInvalid,
 )
 from p11nethsm.objects import attributes
-from p11nethsm.objects.id_encoding import encode_id, label_of
+from p11nethsm.objects.id_encoding import encode_id, encode_label, label_of
 from p11nethsm.objects.templates import CertRequest, KeyRequest
 
 __all__ = ["generate", "import_key", "store_certificate", "destroy", "set_attributes", "key_id_for"]
@@ -40,33 +39,49 @@ def key_id_for(req: KeyRequest) -> str | None:
     if req.ck_id:
         return encode_id(req.ck_id)
     if req.label:
-        return encode_id(req.label.encode("utf-8"))
+        return encode_id(req.label)
     return None
 
 
-def _label_to_send(key_id: str | None, req: KeyRequest) -> str | None:
+def _label_to_send(slot, key_id: str | None, req: KeyRequest) -> str | None:
+    """The NetHSM label text for the request, None when the key reads its label anyway (it is
+    the key's CKA_ID). A label that cannot be stored is refused, never dropped: the client
+    would not find the key it just made."""
     if not req.label:
         return None
-    if len(req.label.encode("utf-8")) > 32:
-        return None  # NetHSM labels are at most 32 bytes: the label then reads as the id
-    if key_id is not None and label_of(key_id, None) == req.label.encode("utf-8"):
-        return None  # the label reads like this anyway
-    return req.label
+    if key_id is not None and label_of(key_id, None) == req.label:
+        return None
+    try:
+        text = encode_label(req.label)
+    except AttributeValueInvalid as exc:
+        logger.warning("{}: CKA_LABEL refused: {}", slot.name, exc)
+        raise
+    if slot.api.capabilities().labels is False or slot.objects.labels_supported is False:
+        _no_labels(slot)
+    return text
 
 
-def _with_label_fallback(slot, call, label: str | None):
-    """One request: the client sends the label only to firmware that has key labels (5.0,
-    detected per instance). Where that is not known it is sent, and such firmware rejects the
-    field (400): then retry without."""
+def _no_labels(slot):
+    msg = ("the NetHSM firmware has no key labels, so a CKA_LABEL other than the CKA_ID cannot be "
+           "stored: give only CKA_LABEL (it then names the key) or a CKA_LABEL equal to CKA_ID")
+    logger.warning("{}: CKA_LABEL refused: {}", slot.name, msg)
+    raise AttributeValueInvalid(msg)
+
+
+def _with_label(slot, call, label: str | None):
+    """Call with the label; firmware without key labels rejects the field (400)."""
     if label is None:
         return call(None)
     try:
-        return call(label)
+        out = call(label)
     except BadRequest as exc:
         if "label" not in (exc.server_message or "").lower():
             raise
-        logger.info("the NetHSM has no key labels ({}): storing the key without its label", exc.server_message)
-        return call(None)
+        slot.objects.labels_supported = False
+        logger.info("{}: the NetHSM has no key labels ({})", slot.name, exc.server_message)
+        _no_labels(slot)
+    slot.objects.labels_supported = True
+    return out
 
 
 def _exists(exc: BadRequest | Conflict, key_id: str | None):
@@ -97,7 +112,7 @@ def generate(slot, req: KeyRequest) -> list[int]:
                                      key_id=key_id, label=label)
 
     try:
-        key_id = _with_label_fallback(slot, call, _label_to_send(key_id, req))
+        key_id = _with_label(slot, call, _label_to_send(slot, key_id, req))
     except (BadRequest, Conflict) as exc:
         _exists(exc, key_id)
     logger.info("{}: generated {} key {} ({})", slot.name, req.key_type, key_id, ", ".join(req.mechanisms))
@@ -114,7 +129,7 @@ def import_key(slot, req: KeyRequest) -> int:
                                    private=req.private, label=label)
 
     try:
-        key_id = _with_label_fallback(slot, call, _label_to_send(key_id, req))
+        key_id = _with_label(slot, call, _label_to_send(slot, key_id, req))
     except (BadRequest, Conflict) as exc:
         _exists(exc, key_id)
     logger.info("{}: imported {} key {}", slot.name, req.key_type, key_id)
@@ -134,7 +149,7 @@ def _cert_bytes(slot, der: bytes) -> bytes:
 def store_certificate(slot, req: CertRequest) -> int:
     """C_CreateObject of a certificate: stored on the key its CKA_ID (or alias, or label) names."""
     store = slot.objects
-    key_id = store.resolve(req.ck_id) if req.ck_id else encode_id(req.label.encode("utf-8"))
+    key_id = store.resolve(req.ck_id) if req.ck_id else encode_id(req.label)
     creds = _admin(slot)
     try:
         slot.api.put_cert(creds, key_id, _cert_bytes(slot, req.der))
@@ -152,19 +167,26 @@ def store_certificate(slot, req: CertRequest) -> int:
 
 
 def destroy(slot, obj) -> None:
-    """C_DestroyObject."""
+    """C_DestroyObject of a NetHSM object. A public key object alone deletes nothing (it is a
+    view of the key pair; deleting the key would lose the private key): it is hidden. The
+    private key deletes the NetHSM key, and its public/certificate handles become orphans that
+    may still be destroyed (see store.py)."""
+    store = slot.objects
     if obj.kind == CKO.PUBLIC_KEY:
-        raise ActionProhibited("a NetHSM public key cannot be destroyed alone: destroy its private key")
+        store.hide_public(obj.key_id)
+        logger.info("{}: public key object of key {} destroyed (hidden; the NetHSM key stays until its "
+                    "private key is destroyed)", slot.name, obj.key_id)
+        return
     creds = _admin(slot)
     try:
         if obj.kind == CKO.CERTIFICATE:
             slot.api.delete_cert(creds, obj.key_id)
-            slot.objects.set_cert(obj.key_id, None)
+            store.set_cert(obj.key_id, None)
         else:
             slot.api.delete_key(creds, obj.key_id)
-            slot.objects.forget_key(obj.key_id)
+            store.forget_key(obj.key_id, orphan_views=True)
     except NotFound:
-        slot.objects.forget_key(obj.key_id) if obj.kind != CKO.CERTIFICATE else slot.objects.set_cert(obj.key_id, None)
+        store.forget_key(obj.key_id) if obj.kind != CKO.CERTIFICATE else store.set_cert(obj.key_id, None)
         raise ObjectHandleInvalid("the object no longer exists on the NetHSM") from None
     logger.info("{}: destroyed {} of key {}", slot.name, obj.kind.name, obj.key_id)
 
@@ -173,16 +195,17 @@ _RENAMING = (CKA.ID, CKA.LABEL)
 _MISSING = object()
 
 
-def _set_label(slot, obj, label: str) -> bool:
+def _set_label(slot, obj, label: bytes) -> bool:
     """On firmware with key labels, CKA_LABEL is the NetHSM label: set it and keep the id.
     False when the firmware has none (its label *is* the id): the caller renames the key."""
     store = slot.objects
     labels = slot.api.capabilities().labels
     if labels is False or (labels is None and store.labels_supported is False):
         return False
+    text = encode_label(label)
     creds = _admin(slot)
     try:
-        slot.api.set_label(creds, obj.key_id, label)
+        slot.api.set_label(creds, obj.key_id, text)
     except NotFound:
         # No such route (firmware without labels) or no such key: looking tells which.
         if store.load_key(obj.key_id, creds) is None:
@@ -215,7 +238,7 @@ def set_attributes(slot, obj, values: dict[int, object], alias_mode: bool) -> No
         changes[cka] = value
     if not changes:
         return
-    new_name: bytes = changes.get(CKA.ID) or changes.get(CKA.LABEL, "").encode("utf-8")
+    new_name: bytes = changes.get(CKA.ID) or changes.get(CKA.LABEL, b"")
     if not new_name:
         raise AttributeValueInvalid("an empty CKA_ID/CKA_LABEL cannot name a NetHSM key")
     store = slot.objects

@@ -329,7 +329,7 @@ def objects_for_key(info: KeyInfo) -> list[P11Object]:
             priv[cka] = b""
     sensitive = frozenset(k for k in _PRIVATE_SENSITIVE if k in priv)
 
-    pub = _storage(CKO.PUBLIC_KEY, info.key_id, label, private=False, destroyable=False)
+    pub = _storage(CKO.PUBLIC_KEY, info.key_id, label, private=False)
     pub.update(_key_common(info))
     pub.update({
         CKA.SUBJECT: b"", CKA.ENCRYPT: decrypt, CKA.VERIFY: sign, CKA.VERIFY_RECOVER: False, CKA.WRAP: False,

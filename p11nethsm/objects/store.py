@@ -29,6 +29,17 @@ Cache policy (documented in docs/objects.md):
 Handles are per (key id, object kind) and stable while the module is initialized; a key renamed
 through this module keeps its handles; a key evicted (deleted) loses them, and a key re-created
 under the same id gets new ones.
+
+Key pairs: the private and public objects are two views of one NetHSM key. Destroying the
+private key deletes the NetHSM key once; its public (and certificate) handles then become
+"orphans": C_DestroyObject on them succeeds (nothing left to delete), any other use is
+CKR_OBJECT_HANDLE_INVALID. Destroying only the public object deletes nothing on the NetHSM: the
+object is hidden from this module (finds, handles) until C_Finalize; the key pair stays usable
+through its private key, and the public object reappears in a new C_Initialize.
+
+Session objects (CKA_TOKEN = FALSE public keys, certificates, data objects) live here too, in
+memory, owned by the session that created them (visible to all sessions of the process, as the
+spec says) and gone at its C_CloseSession / C_CloseAllSessions / C_Finalize.
 """
 
 from __future__ import annotations
@@ -45,7 +56,7 @@ from p11nethsm.api.errors import NotFound
 from p11nethsm.ck.constants import CKA, CKO
 from p11nethsm.ck.errors import AttributeValueInvalid, ObjectHandleInvalid, UserNotLoggedIn
 from p11nethsm.objects import attributes
-from p11nethsm.objects.id_encoding import encode_id, label_of
+from p11nethsm.objects.id_encoding import encode_id, encode_label, label_of
 from p11nethsm.objects.model import (
     KeyInfo,
     P11Object,
@@ -101,6 +112,9 @@ class ObjectStore:
         self._flight: _Flight | None = None
         # Does the firmware have key labels (PUT /keys/{id}/label)? None until a label is set.
         self.labels_supported: bool | None = None
+        self._hidden: set[str] = set()  # key ids whose public object was destroyed alone
+        self._orphans: set[int] = set()  # handles of the other views of a deleted key pair
+        self._session_objects: dict[int, tuple[int, P11Object]] = {}  # handle -> (session, object)
 
     # ------------------------------------------------------------------ handles
     def _handle(self, key_id: str, kind: CKO) -> int:
@@ -125,10 +139,13 @@ class ObjectStore:
     def get(self, session, handle: int) -> P11Object:
         """The object of `handle` as seen by `session` (ObjectHandleInvalid otherwise)."""
         with self._lock:
+            owned = self._session_objects.get(handle)
             ref = self._by_handle.get(handle)
             entry = self._entries.get(ref[0]) if ref is not None else None
             obj = None
-            if entry is not None:
+            if owned is not None:
+                obj = owned[1]
+            elif entry is not None and not (ref[1] == CKO.PUBLIC_KEY and ref[0] in self._hidden):
                 obj = entry.cert if ref[1] == CKO.CERTIFICATE else entry.objects.get(ref[1])
         if obj is None:
             raise ObjectHandleInvalid(f"no object with handle {handle}")
@@ -191,11 +208,58 @@ class ObjectStore:
             logger.debug("{}: key {} evicted from the object cache", self.slot.name, key_id)
         self._drop_handles(key_id)
 
-    def forget_key(self, key_id: str) -> None:
-        """The key was deleted (through this module, or a 404 said so)."""
+    def forget_key(self, key_id: str, orphan_views: bool = False) -> None:
+        """The key was deleted (through this module, or a 404 said so). `orphan_views`: it was
+        deleted through its private key, so its other handles stay destroyable (see above)."""
         with self._lock:
+            if orphan_views:
+                for kind in (CKO.PUBLIC_KEY, CKO.CERTIFICATE):
+                    h = self._handles.get((key_id, kind))
+                    if h is not None and not (kind == CKO.PUBLIC_KEY and key_id in self._hidden):
+                        self._orphans.add(h)
             self._evict(key_id)
+            self._hidden.discard(key_id)
             self._value_lens.pop(key_id, None)
+
+    def hide_public(self, key_id: str) -> None:
+        """C_DestroyObject of a public key object alone (the NetHSM key stays)."""
+        with self._lock:
+            self._hidden.add(key_id)
+
+    def take_orphan(self, handle: int) -> bool:
+        """C_DestroyObject of an orphan view: True (and the handle is gone) if it was one."""
+        with self._lock:
+            if handle in self._orphans:
+                self._orphans.discard(handle)
+                return True
+            return False
+
+    # ------------------------------------------------------------------ session objects
+    def add_session_object(self, session_handle: int, obj: P11Object) -> int:
+        with self._lock:
+            h = next(self._counter)
+            self._session_objects[h] = (session_handle, obj)
+        logger.debug("{}: session object {} ({}) created by session {}", self.slot.name, h, obj.kind.name,
+                     session_handle)
+        return h
+
+    def is_session_object(self, handle: int) -> bool:
+        with self._lock:
+            return handle in self._session_objects
+
+    def destroy_session_object(self, handle: int) -> None:
+        with self._lock:
+            self._session_objects.pop(handle, None)
+
+    def drop_session(self, session_handle: int | None) -> None:
+        """The session closed (None: all sessions): its session objects go."""
+        with self._lock:
+            gone = [h for h, (owner, _) in self._session_objects.items()
+                    if session_handle is None or owner == session_handle]
+            for h in gone:
+                del self._session_objects[h]
+        if gone:
+            logger.debug("{}: session objects {} destroyed with their session", self.slot.name, gone)
 
     def enumerate(self, creds=None) -> list[str]:
         """Revalidate the key list (1 request) and fetch new keys; coalesced between threads."""
@@ -245,12 +309,12 @@ class ObjectStore:
         """Key ids whose CKA_LABEL may be `label`, without enumerating (5.0: ?label=); None when
         the firmware cannot answer that (the caller enumerates)."""
         try:
-            text = bytes(label).decode("utf-8")
-        except UnicodeDecodeError:
+            text = encode_label(bytes(label))  # as stored: binary labels are b64:...
+        except AttributeValueInvalid:
+            text = None  # cannot be a NetHSM label; may still be a key id (below)
+        if not label or not self.slot.api.capabilities().label_query:
             return None
-        if not text or len(label) > 32 or not self.slot.api.capabilities().label_query:
-            return None
-        ids = self.slot.api.list_keys(creds, label=text, usable=self._usable_only(creds))
+        ids = [] if text is None else self.slot.api.list_keys(creds, label=text, usable=self._usable_only(creds))
         try:  # a key without a NetHSM label reads its id as CKA_LABEL
             by_id = encode_id(bytes(label))
         except AttributeValueInvalid:
@@ -361,12 +425,18 @@ class ObjectStore:
     # ------------------------------------------------------------------ find
     def find(self, session, template: list[tuple[int, bytes | None]]) -> list[int]:
         """Handles of the objects matching the whole template, as `session` may see them."""
+        values = {cka: raw for cka, raw in template}
+        private_ok = session.can_see_private()
+        with self._lock:
+            local = [h for h, (_, obj) in self._session_objects.items()
+                     if (private_ok or not obj.private) and obj.matches(template)]
+        if CKA.TOKEN in values and (values[CKA.TOKEN] or b"\x00") == b"\x00":
+            return local  # session objects only: no NetHSM request
         try:
             creds = self._creds()
         except UserNotLoggedIn:
-            logger.debug("{}: no credentials to list objects: empty result", self.slot.name)
-            return []
-        values = {cka: raw for cka, raw in template}
+            logger.debug("{}: no credentials to list NetHSM objects: session objects only", self.slot.name)
+            return local
         cls = None
         if CKA.CLASS in values:
             try:
@@ -400,14 +470,14 @@ class ObjectStore:
         if want_certs and entries:
             self._ensure_certs(creds, entries)
 
-        private_ok = session.can_see_private()
         out: list[int] = []
         with self._lock:
             for entry in entries:
                 key_id = entry.info.key_id
                 candidates: list[P11Object] = []
                 if want_keys:
-                    candidates.extend(entry.objects[k] for k in _KIND_ORDER if k in entry.objects)
+                    candidates.extend(entry.objects[k] for k in _KIND_ORDER if k in entry.objects
+                                      and not (k == CKO.PUBLIC_KEY and key_id in self._hidden))
                 if want_certs and entry.cert is not None:
                     candidates.append(entry.cert)
                 for obj in candidates:
@@ -417,7 +487,7 @@ class ObjectStore:
                         continue
                     if self._matches(obj, template, values):
                         out.append(self._handle(key_id, obj.kind))
-        return out
+        return out + local
 
     def _matches(self, obj: P11Object, template, values) -> bool:
         if CKA.ID in values and self._aliases:
@@ -437,3 +507,4 @@ class ObjectStore:
     def close(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._session_objects.clear()

@@ -1,8 +1,10 @@
 """Templates of C_GenerateKey(Pair) and C_CreateObject -> NetHSM requests (pure logic).
 
 Decisions (ours, documented in docs/objects.md):
-- Session objects cannot be stored on a NetHSM: CKA_TOKEN = FALSE in any template gives
-  CKR_ATTRIBUTE_VALUE_INVALID. CKA_PRIVATE = FALSE, CKA_SENSITIVE = FALSE and
+- Session private and secret keys cannot exist (the NetHSM holds every such key): CKA_TOKEN =
+  FALSE in a key generation template or a private/secret key import gives
+  CKR_ATTRIBUTE_VALUE_INVALID (session public keys, certificates and data objects are made by
+  session_objects.py). CKA_PRIVATE = FALSE, CKA_SENSITIVE = FALSE and
   CKA_EXTRACTABLE = TRUE on a private/secret key are accepted and the key is private, sensitive
   and never extractable anyway (more protection than asked, logged at Info; pkcs11-tool --keygen
   asks for non-sensitive public secret keys by default). A later wrap/export attempt fails
@@ -73,7 +75,7 @@ class KeyRequest:
     key_type: str
     mechanisms: list[str]
     ck_id: bytes | None = None
-    label: str | None = None
+    label: bytes | None = None
     length: int | None = None  # generate: RSA bits / Generic bits
     private: dict = field(default_factory=dict)  # import: primeP/primeQ/publicExponent or data
     value_len: int | None = None  # Generic: bytes, remembered by the object store
@@ -83,7 +85,10 @@ class KeyRequest:
 class CertRequest:
     der: bytes
     ck_id: bytes | None
-    label: str | None
+    label: bytes | None
+
+
+_NO_SESSION_KEYS = "the NetHSM holds every private and secret key: there are no session private or secret keys"
 
 
 def _must_not(tpl: Template, cka: int, bad: bool, why: str) -> None:
@@ -92,7 +97,7 @@ def _must_not(tpl: Template, cka: int, bad: bool, why: str) -> None:
 
 
 def _storage_checks(tpl: Template, secret: bool) -> None:
-    _must_not(tpl, CKA.TOKEN, False, "the NetHSM stores token objects only (no session objects)")
+    _must_not(tpl, CKA.TOKEN, False, _NO_SESSION_KEYS)
     if secret:
         for cka, asked in ((CKA.SENSITIVE, False), (CKA.EXTRACTABLE, True), (CKA.PRIVATE, False)):
             if cka in tpl and bool(tpl.get(cka)) == asked:
@@ -106,7 +111,7 @@ def _storage_checks(tpl: Template, secret: bool) -> None:
     # new objects read them as FALSE.
 
 
-def _ids(*tpls: Template) -> tuple[bytes | None, str | None]:
+def _ids(*tpls: Template) -> tuple[bytes | None, bytes | None]:
     ck_id = label = None
     for tpl in tpls:
         if CKA.ID in tpl:
@@ -224,7 +229,7 @@ def _rsa_import(tpl: Template) -> dict:
 def create_request(tpl: Template) -> KeyRequest | CertRequest:
     """C_CreateObject: a key import or a certificate upload."""
     cls = tpl.need(CKA.CLASS)
-    _must_not(tpl, CKA.TOKEN, False, "the NetHSM stores token objects only (no session objects)")
+    _must_not(tpl, CKA.TOKEN, False, _NO_SESSION_KEYS)
     ck_id, label = _ids(tpl)
     if cls == CKO.CERTIFICATE:
         ctype = tpl.get(CKA.CERTIFICATE_TYPE, CKC.X_509)

@@ -14,8 +14,11 @@ def test_bool_ulong_bytes_utf8_round_trip():
     assert A.unpack(CKA.TOKEN, b"\x02") is True
     assert A.pack(CKA.MODULUS_BITS, 2048) == UL.pack(2048)
     assert A.unpack(CKA.VALUE_LEN, UL.pack(32)) == 32
-    assert A.pack(CKA.LABEL, "é") == "é".encode()
-    assert A.unpack(CKA.LABEL, b"abc") == "abc"
+    assert A.pack(CKA.APPLICATION, "é") == "é".encode()
+    assert A.unpack(CKA.APPLICATION, b"abc") == "abc"
+    # CKA_LABEL is any bytes (binary labels are accepted, not "not a valid UTF-8 string")
+    assert A.unpack(CKA.LABEL, b"\xff\x00") == b"\xff\x00"
+    assert A.pack(CKA.LABEL, b"\xff") == b"\xff"
     assert A.pack(CKA.ID, b"\x00\x01") == b"\x00\x01"
 
 
@@ -41,7 +44,7 @@ def test_mechanism_arrays():
 
 
 @pytest.mark.parametrize("cka,raw", [(CKA.TOKEN, b""), (CKA.TOKEN, b"\x01\x00"), (CKA.VALUE_LEN, b"\x01"),
-                                     (CKA.LABEL, b"\xff"), (CKA.ALLOWED_MECHANISMS, b"\x01")])
+                                     (CKA.APPLICATION, b"\xff"), (CKA.ALLOWED_MECHANISMS, b"\x01")])
 def test_malformed_values_are_attribute_value_invalid(cka, raw):
     with pytest.raises(AttributeValueInvalid):
         A.unpack(cka, raw)

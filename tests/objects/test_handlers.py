@@ -298,17 +298,19 @@ def test_generate_import_cert_rename_destroy(p11, hsm):
     stored = client.request("GET", "/keys/imported/cert", hsm.admin).data
     assert stored.startswith(b"-----BEGIN CERTIFICATE")
     assert p.find(s, [p.cls(CKO.CERTIFICATE), (CKA.ID, b"imported")]) == [hc.value]
-    # public key alone: a clear refusal
-    t = p.template([p.cls(CKO.PUBLIC_KEY), (CKA.KEY_TYPE, ul(CKK.EC))])
+    # public token key alone: a clear refusal (without CKA_TOKEN it would be a session object)
+    t = p.template([p.cls(CKO.PUBLIC_KEY), (CKA.TOKEN, b"\x01"), (CKA.KEY_TYPE, ul(CKK.EC))])
     assert p("C_CreateObject", s, *t, hobj) == CKR.ATTRIBUTE_VALUE_INVALID
     # rename by CKA_ID (NetHSM move): handles stay
     t = p.template([(CKA.ID, b"renamed")])
     p.ok("C_SetAttributeValue", s, hc.value, *t)
     assert client.request("GET", "/keys/renamed", hsm.admin).status == 200
     assert p.attr(s, hc.value, CKA.ID) == b"renamed"
-    # destroy: public key refused, cert and key deleted
+    # destroy: the public object alone is hidden (the NetHSM key stays), cert and key deleted
     hpubs = p.find(s, [p.cls(CKO.PUBLIC_KEY), (CKA.ID, b"renamed")])
-    assert p("C_DestroyObject", s, hpubs[0]) == CKR.ACTION_PROHIBITED
+    p.ok("C_DestroyObject", s, hpubs[0])
+    assert client.request("GET", "/keys/renamed", hsm.admin, expect=None).status == 200
+    assert p.find(s, [p.cls(CKO.PUBLIC_KEY), (CKA.ID, b"renamed")]) == []
     p.ok("C_DestroyObject", s, hc.value)
     assert client.request("GET", "/keys/renamed/cert", hsm.admin, expect=None).status == 404
     hpriv2 = p.find(s, [p.cls(CKO.PRIVATE_KEY), (CKA.ID, b"renamed")])

@@ -3,7 +3,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p11nethsm.ck.errors import AttributeValueInvalid
-from p11nethsm.objects.id_encoding import decode_id, encode_id, is_valid_key_id, label_of
+from p11nethsm.objects.id_encoding import (LABEL_PREFIX, decode_id, decode_label, encode_id, encode_label,
+                                           is_valid_key_id, label_of)
 
 
 @pytest.mark.parametrize("ck_id,key_id", [
@@ -61,5 +62,29 @@ def test_label_of():
     assert label_of("rsakey", None) == b"rsakey"
     assert label_of("rsakey", "My Key") == b"My Key"
     assert label_of(encode_id(b"my key"), None) == b"my key"
-    binary = encode_id(b"\x01\x02")
-    assert label_of(binary, None) == binary.encode()
+    # no NetHSM label: the CKA_ID bytes, also binary ones (a key named by a binary label)
+    assert label_of(encode_id(b"\x01\x02"), None) == b"\x01\x02"
+    assert label_of("k", encode_label(b"\xff\x00label")) == b"\xff\x00label"
+
+
+@given(st.binary(max_size=21))
+def test_any_label_of_up_to_21_bytes_round_trips(raw):
+    text = encode_label(raw)
+    assert len(text.encode()) <= 32
+    assert decode_label(text) == raw
+
+
+def test_labels_stored_as_text_when_they_are_text():
+    assert encode_label(b"my key") == "my key"
+    assert encode_label("clé ✓".encode()) == "clé ✓"
+    assert encode_label(b"a\nb").startswith(LABEL_PREFIX)
+    # text that looks encoded is itself encoded, and foreign look-alikes stay text
+    assert decode_label(encode_label(b"b64:AAE=")) == b"b64:AAE="
+    assert decode_label("b64:not base64!") == b"b64:not base64!"
+
+
+def test_label_too_long_once_encoded_is_refused():
+    with pytest.raises(AttributeValueInvalid):
+        encode_label(b"x" * 33)
+    with pytest.raises(AttributeValueInvalid):
+        encode_label(bytes(range(22)))
