@@ -12,7 +12,11 @@ PYTHON   ?= $(shell command -v python3.11 || command -v python3)
 # python3-dev/-venv and libpython3.11: a plain Debian 12 builds the shim against its own
 # python3.11 (shared libpython in the multiarch lib dir); a pyenv Python brings its own.
 APT_PACKAGES := build-essential python3-dev python3-venv libpython3.11 opensc gnutls-bin p11-kit libnss3-tools \
-                libp11-kit-dev softhsm2 libengine-pkcs11-openssl openssl curl openjdk-17-jdk-headless
+                libp11-kit-dev softhsm2 libengine-pkcs11-openssl openssl curl openjdk-17-jdk-headless \
+                openssh-client openssh-server
+# From <codename>-backports (OpenSSL 3 provider; Debian 12 has it only there): the apt source is
+# derived from the machine's own Debian source by tools/enable-backports.sh.
+BACKPORTS_PACKAGES := pkcs11-provider
 # p11-kit skips user config (~/.config/pkcs11/modules) in programs running as root, so root
 # registers system-wide; override with `make p11kit-register MODULE_DIR=...`.
 MODULE_DIR   ?= $(if $(filter 0,$(shell id -u)),/etc/pkcs11/modules,$(HOME)/.config/pkcs11/modules)
@@ -26,6 +30,14 @@ deps:
 	  echo "apt: installing $$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@missing=$$(for p in $(BACKPORTS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt (backports): installing $$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO tools/enable-backports.sh && $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    -t "$$(. /etc/os-release && echo $$VERSION_CODENAME)-backports" $$missing >/dev/null; \
 	fi
 
 $(VENV)/pyvenv.cfg:
