@@ -37,16 +37,20 @@ def test_keytool_certreq(java, alias, sigalg):
     assert b"verify OK" in r.stdout + r.stderr
 
 
-def test_jarsigner(java):
+@pytest.mark.parametrize("alias,block", [("javarsa", "JAVARSA.RSA"), ("javaec", "JAVAEC.EC")])
+def test_jarsigner(java, alias, block):
+    """jarsigner signs with a token key that has a certificate; jarsigner -verify (no token)
+    accepts the jar and names the token key's certificate as the signer."""
     clients, cfg = java
     w = clients.workdir
     (w / "a.txt").write_text("hello")
-    clients.run("jar", "cf", "test.jar", "a.txt")
+    clients.run("jar", "cf", f"{alias}.jar", "a.txt")
     clients.run("jarsigner", "-keystore", "NONE", "-storetype", "PKCS11", "-providerClass",
-                "sun.security.pkcs11.SunPKCS11", "-providerArg", cfg, "-storepass", OPERATOR[1], "test.jar",
-                "javarsa", timeout=180)
-    r = clients.run("jarsigner", "-verify", "test.jar")
-    assert b"jar verified" in r.stdout
+                "sun.security.pkcs11.SunPKCS11", "-providerArg", cfg, "-storepass", OPERATOR[1], f"{alias}.jar",
+                alias, timeout=180)
+    r = clients.run("jarsigner", "-verify", "-verbose", "-certs", f"{alias}.jar")
+    out = r.stdout.decode()
+    assert "jar verified" in out and f"META-INF/{block}" in out and f"CN={alias}" in out, out
 
 
 def _genkeypair_conf(clients, alias_mode: bool):
