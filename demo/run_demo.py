@@ -109,7 +109,9 @@ class Demo:
         exe = BIN / "nethsm-emulator"
         if not exe.exists():
             raise DemoError(f"{exe} not found: run `make build` (installs ./emulator into .venv)")
-        cmd = [str(exe), "--listen", "127.0.0.1:0", "--state-dir", str(self.work / "emulator-state")]
+        # the NetHSM 5.0 API: key labels, so `--id 01 --label demo-ec` keeps both (firmware without
+        # labels refuses a label that differs from the CKA_ID rather than dropping it)
+        cmd = [str(exe), "--listen", "127.0.0.1:0", "--api-5.0", "--state-dir", str(self.work / "emulator-state")]
         print("    $ " + " ".join(shlex.quote(self._short(c)) for c in cmd) + " &", flush=True)
         self.emulator = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(self.work / "emulator.log", "wb"),
                                          text=True, start_new_session=True)

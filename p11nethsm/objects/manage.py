@@ -91,13 +91,17 @@ def _exists(exc: BadRequest | Conflict, key_id: str | None):
     raise FunctionFailed(f"the NetHSM refused the key: {exc.server_message or exc}") from exc
 
 
-def _added(slot, key_id: str, req: KeyRequest) -> list[int]:
+def _added(slot, key_id: str, req: KeyRequest, label: str | None = None) -> list[int]:
     store = slot.objects
     if req.value_len is not None:
         store.remember_value_len(key_id, req.value_len)
     entry = store.load_key(key_id, _admin(slot))
     if entry is None:
         raise FunctionFailed(f"key {key_id} was stored but cannot be read back")
+    if label is not None and entry.info.label != label:
+        # a cluster member without key labels served the request (mixed firmware, mid-upgrade)
+        logger.warning("{}: key {} was stored without its CKA_LABEL (the NetHSM that took the request has "
+                       "no key labels); set it again with C_SetAttributeValue", slot.name, key_id)
     return [store.handle_of(key_id, kind) for kind in (CKO.PUBLIC_KEY, CKO.PRIVATE_KEY, CKO.SECRET_KEY)
             if kind in entry.objects]
 
@@ -111,12 +115,13 @@ def generate(slot, req: KeyRequest) -> list[int]:
         return slot.api.generate_key(creds, key_type=req.key_type, mechanisms=req.mechanisms, length=req.length,
                                      key_id=key_id, label=label)
 
+    label = _label_to_send(slot, key_id, req)
     try:
-        key_id = _with_label(slot, call, _label_to_send(slot, key_id, req))
+        key_id = _with_label(slot, call, label)
     except (BadRequest, Conflict) as exc:
         _exists(exc, key_id)
     logger.info("{}: generated {} key {} ({})", slot.name, req.key_type, key_id, ", ".join(req.mechanisms))
-    return _added(slot, key_id, req)
+    return _added(slot, key_id, req, label)
 
 
 def import_key(slot, req: KeyRequest) -> int:
@@ -128,12 +133,13 @@ def import_key(slot, req: KeyRequest) -> int:
         return slot.api.import_key(creds, key_id=key_id, key_type=req.key_type, mechanisms=req.mechanisms,
                                    private=req.private, label=label)
 
+    label = _label_to_send(slot, key_id, req)
     try:
-        key_id = _with_label(slot, call, _label_to_send(slot, key_id, req))
+        key_id = _with_label(slot, call, label)
     except (BadRequest, Conflict) as exc:
         _exists(exc, key_id)
     logger.info("{}: imported {} key {}", slot.name, req.key_type, key_id)
-    handles = _added(slot, key_id, req)
+    handles = _added(slot, key_id, req, label)
     return handles[-1]
 
 

@@ -5,6 +5,7 @@ Request counts come from the emulator's own request log."""
 from __future__ import annotations
 
 import ctypes
+import re
 import os
 import subprocess
 import sys
@@ -75,16 +76,25 @@ def test_import_with_label_is_one_request(p11, mode):
         inst = hsm.instances[0]
         inst.reset_requests()
         h = ctypes.c_ulong()
+        if mode == "4.0":
+            # 4.0 has no key labels: a label other than the CKA_ID cannot be stored, so it is
+            # refused before any request (issue 13: never silently dropped)
+            rv = p("C_CreateObject", s, *ec_import_template(p, b"imp1", b"Imported key label"), h)
+            assert rv == CKR.ATTRIBUTE_VALUE_INVALID
+            assert inst.request_count("PUT", r"/keys/imp1$") == 0
+            assert inst.request_count(status=400) == 0
+            assert "CKA_LABEL refused: the NetHSM firmware has no key labels" in p.log.read_text()
+            p.ok("C_CreateObject", s, *ec_import_template(p, b"imp1", b"imp1"), h)  # label = id: fine
+            assert "label" not in hsm.client().json("GET", "/keys/imp1", hsm.admin)
+            assert inst.request_count("GET", r"/health/diagnose$") == 1
+            return
         p.ok("C_CreateObject", s, *ec_import_template(p, b"imp1", b"Imported key label"), h)
         assert inst.request_count("PUT", r"/keys/imp1$") == 1
         assert inst.request_count(None, r"/label$") == 0
-        assert inst.request_count(status=400) == 0  # the label is not offered to 4.0 firmware
+        assert inst.request_count(status=400) == 0
         stored = hsm.client().json("GET", "/keys/imp1", hsm.admin)
-        if mode == "5.0":
-            assert stored["label"] == "Imported key label"
-            assert p.attr(s, h.value, CKA.LABEL) == b"Imported key label"
-        else:
-            assert "label" not in stored
+        assert stored["label"] == "Imported key label"
+        assert p.attr(s, h.value, CKA.LABEL) == b"Imported key label"
         # detected once for this instance, not per call
         p.ok("C_CreateObject", s, *ec_import_template(p, b"imp2", b"second"), h)
         assert inst.request_count("GET", r"/health/diagnose$") == 1
@@ -160,8 +170,9 @@ def test_locked_says_what_to_do(p11, mode):
 
 def test_capabilities_follow_the_instance_after_failover(p11):
     """Instance 0 serves 5.0, instance 1 4.0 (other firmware): a labelled key generated while
-    instance 0 is not operational (412: failover) is sent to instance 1 without the label (no 400
-    and retry), and with it when instance 0 takes it."""
+    instance 0 is not operational (412: failover) would land on instance 1, which cannot store the
+    label: refused (CKR_ATTRIBUTE_VALUE_INVALID, issue 13: never silently dropped), nothing made;
+    with instance 0 serving, the key gets its label."""
     with emulator("5.0", instances=2) as hsm:
         hsm.instances[1].set_api_version("4.0")
         retries = "\n    retries: {count: 2, delay_seconds: 0}"
@@ -171,10 +182,10 @@ def test_capabilities_follow_the_instance_after_failover(p11):
         pub, priv = ctypes.c_ulong(), ctypes.c_ulong()
         t1 = p.template([(CKA.EC_PARAMS, bytes.fromhex("06082a8648ce3d030107")), (CKA.ID, b"on4"),
                          (CKA.LABEL, b"label on 4")])
-        p.ok("C_GenerateKeyPair", s, p.mech(CKM.EC_KEY_PAIR_GEN), *t1, *p.template([]), pub, priv)
+        assert p("C_GenerateKeyPair", s, p.mech(CKM.EC_KEY_PAIR_GEN), *t1, *p.template([]), pub,
+                 priv) == CKR.ATTRIBUTE_VALUE_INVALID
         one = hsm.instances[1]
-        assert one.request_count("POST", r"/keys/generate$") == 1
-        assert one.request_count(status=400) == 0
+        assert one.request_count("POST", r"/keys/generate$", status=201) == 0
         assert one.request_count("GET", r"/health/diagnose$") == 1
         hsm.instances[0].set_state("Operational")
         hsm.instances[1].set_state("Locked")
@@ -186,9 +197,11 @@ def test_capabilities_follow_the_instance_after_failover(p11):
         assert zero.request_count(status=400) == 0
         assert zero.request_count(None, r"/label$") == 0
         assert hsm.client().json("GET", "/keys/on5", hsm.admin)["label"] == "label on 5"
-        assert "label" not in hsm.client().json("GET", "/keys/on4", hsm.admin)
+        assert hsm.client().request("GET", "/keys/on4", hsm.admin, expect=None).status == 404
         log = p.log.read_text()  # each member's API is named in the log
-        assert f"{hsm.urls[1]}: NetHSM 4.0 or older API" in log and f"{hsm.urls[0]}: NetHSM 5.0 API" in log
+        # (whichever member is detected second is named with a warning: "serves the NetHSM ... API")
+        assert re.search(re.escape(hsm.urls[1]) + r": (serves the )?NetHSM 4\.0 or older API", log), log
+        assert re.search(re.escape(hsm.urls[0]) + r": (serves the )?NetHSM 5\.0 API", log), log
 
 
 # ---- 2. namespaces ---------------------------------------------------------------------------------
