@@ -374,7 +374,8 @@ class NetHSM:
             policy = policy.out_of_time()
         policy = policy.increment(Failure(inst.name, err, maybe_processed))
         if policy.delay and not self._instances.any_usable():
-            time.sleep(policy.delay if end is None else max(0.0, min(policy.delay, end - _monotonic())))
+            delay = policy.jittered_delay()  # hosts that failed together do not retry together
+            time.sleep(delay if end is None else max(0.0, min(delay, end - _monotonic())))
         return policy
 
     def _inline_checks(self, budget: int) -> int:

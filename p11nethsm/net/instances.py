@@ -2,14 +2,20 @@
 
 An instance that fails is marked unreachable (p11nethsm.state.instance_health) and is not chosen
 while another one is reachable; when none is, they are all used round robin (a request is the only
-way to find out). Each failure in a row pushes its next health check further (BACKOFF, the
-vendor's schedule).
+way to find out). Each failure in a row pushes its next health check further (`backoff`).
+
+The back-off is made for fleets: thousands of processes that lost a NetHSM at the same moment must
+not probe it in the same second when it comes back, and must notice it is back soon. So each wait
+is drawn from [b/2, b] (jitter) where b follows BACKOFF, which stops growing at 30 s (the cap):
+probes of a fleet spread over 15 s windows, and an instance back after any outage is used again
+within 30 s. tests/net/fleet_sim.py drives this code with a fake clock for 10,000 processes.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import random
 import threading
 import time
 from urllib.parse import urlsplit
@@ -17,14 +23,25 @@ from urllib.parse import urlsplit
 from p11nethsm.log import logger
 
 from p11nethsm.config.model import InstanceConfig, SlotConfig
-from p11nethsm.state.instance_health import InstanceHealth
+from p11nethsm.state.instance_health import InstanceHealthMachine
 
-# Seconds until the next health check after the 1st, 2nd, ... failure in a row.
-BACKOFF: tuple[float, ...] = (1.0, 1.0, 2.0, 5.0, 10.0, 60.0, 300.0)
+# Upper bound (seconds) of the wait before the next health check after the 1st, 2nd, ... failure
+# in a row; the last value is the cap.
+BACKOFF: tuple[float, ...] = (1.0, 1.0, 2.0, 5.0, 10.0, 30.0)
+JITTER = 0.5  # the wait is drawn uniformly from [(1 - JITTER) * b, b]
+
+# The fleet simulation replaces these (a fake clock, a seeded generator); random.random is
+# reseeded in a forked child by the random module itself.
+clock = time.monotonic
+uniform01 = random.random
 
 
 def backoff(failures: int) -> float:
-    return BACKOFF[min(failures, len(BACKOFF)) - 1] if failures > 0 else 0.0
+    """Seconds until the next health check after `failures` failures in a row (jittered)."""
+    if failures <= 0:
+        return 0.0
+    bound = BACKOFF[min(failures, len(BACKOFF)) - 1]
+    return bound * (1.0 - JITTER * uniform01())
 
 
 class Instance:
@@ -40,7 +57,7 @@ class Instance:
         self.host = parts.hostname
         self.port = parts.port or 443
         self.base = parts.path.rstrip("/")  # "/api/v1"
-        self.health = InstanceHealth(f"instance {self.name}")
+        self.health = InstanceHealthMachine(f"instance {self.name}")
         self.usable = True  # == health is reachable; read without the lock on the hot path
         self.failures = 0  # failures in a row
         self.next_check = 0.0  # monotonic time of the next health check (when unreachable)
@@ -86,14 +103,14 @@ class Instance:
         with self.health.lock:
             self.failures += 1
             delay = backoff(self.failures)
-            self.next_check = time.monotonic() + delay
+            self.next_check = clock() + delay
             was_usable = self.usable
             self.usable = False
             self.caps = None  # it may come back on other firmware (an update reboots it)
             self.health.fire("fail")
         self.stats.failures += 1
         if was_usable:
-            logger.warning("{}: instance unreachable ({}); health check in {:g} s", self.name, reason, delay)
+            logger.warning("{}: instance unreachable ({}); health check in {:.1f} s", self.name, reason, delay)
         pool = self._pool
         if pool is not None:
             pool.drain()
@@ -114,13 +131,13 @@ class Instance:
                 self._recover_locked()
             else:
                 self.failures += 1
-                self.next_check = time.monotonic() + backoff(self.failures)
+                delay = backoff(self.failures)
+                self.next_check = clock() + delay
                 self.health.fire("fail")
         if ok:
             logger.info("{}: instance reachable again (health check)", self.name)
         else:
-            logger.debug("{}: health check failed ({}); next in {:g} s", self.name, reason,
-                         backoff(self.failures))
+            logger.debug("{}: health check failed ({}); next in {:.1f} s", self.name, reason, delay)
 
     def mark_recovered(self) -> None:
         """A request succeeded here while it was marked unreachable."""

@@ -14,7 +14,8 @@ failure's error. Every failure is classified by what it says about the request:
 Bounds (docs/pkcs11-setup.txt, "Network reliability"): at most `count + 1` API requests per call
 (plus at most 3 inline health checks when threads are not allowed), so at most
 `(count + 1) * timeout_seconds + 3` seconds: each attempt ends `timeout_seconds` after it starts
-(connect, send, read together; p11nethsm.net.tls.DeadlineSSLSocket), and `delay_seconds` before a
+(connect, send, read together; p11nethsm.net.tls.DeadlineSSLSocket), and `delay_seconds` (jittered
+to [delay/2, delay]) before a
 retry that has no reachable instance to go to (failing over to a reachable one does not wait) is cut
 short, and retries stop, at that bound (NetHSM._request).
 """
@@ -66,6 +67,13 @@ class RetryPolicy:
             err.attempts = len(history)
             raise err
         return replace(self, remaining=self.remaining - 1, history=history)
+
+    def jittered_delay(self) -> float:
+        """The wait before a retry: drawn from [delay/2, delay] (like the health back-off), so the
+        processes of a fleet that failed at the same moment do not retry at the same moment."""
+        from p11nethsm.net import instances  # noqa: PLC0415
+
+        return self.delay * (1.0 - instances.JITTER * instances.uniform01())
 
     def out_of_time(self) -> RetryPolicy:
         """The call's deadline passed: no retry left (the next failure ends the call)."""

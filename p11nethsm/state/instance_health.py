@@ -11,12 +11,15 @@
   succeeded.
 
 Only failures and recoveries cost a transition; the hot path reads `Instance.usable`, a plain
-flag kept in step with this chart under the machine's lock.
+flag kept in step with this chart under the machine's lock. The chart runs as its table
+(`InstanceHealthMachine`): a fleet simulation (tests/net/fleet_sim.py) makes millions of them.
 """
 
 from __future__ import annotations
 
-from p11nethsm.state.base import Machine, State
+import threading
+
+from p11nethsm.state.base import Machine, State, TableMachine
 
 
 class InstanceHealth(Machine):
@@ -27,3 +30,18 @@ class InstanceHealth(Machine):
     fail = reachable.to(unreachable) | retrying.to(unreachable) | unreachable.to.itself(internal=True)
     probe = unreachable.to(retrying)
     recover = unreachable.to(reachable) | retrying.to(reachable)
+
+
+class InstanceHealthMachine(TableMachine):
+    """The chart's table runner, with the lock the network layer holds around its flags."""
+
+    chart = InstanceHealth
+    __slots__ = ("lock",)
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.lock = threading.RLock()
+
+    def fire(self, event: str) -> str:
+        with self.lock:
+            return self.send(event)

@@ -54,8 +54,21 @@ def test_all_unreachable_still_round_robin():
     assert not s.any_usable()
 
 
-def test_backoff_schedule_grows_and_caps():
-    assert [backoff(n) for n in range(1, 10)] == [1, 1, 2, 5, 10, 60, 300, 300, 300]
+def test_backoff_schedule_grows_jittered_and_caps():
+    """Each wait lies in [b/2, b] of the schedule; the cap (30 s) keeps recovery detection prompt."""
+    bounds = [1, 1, 2, 5, 10, 30, 30, 30, 30]
+    draws = [[backoff(n) for n in range(1, 10)] for _ in range(200)]
+    for row in draws:
+        assert all(b / 2 <= w <= b for w, b in zip(row, bounds)), row
+    assert len({row[5] for row in draws}) > 100  # jittered: processes that failed together spread out
+    assert backoff(0) == 0.0
+
+
+def test_backoff_bounds_at_both_ends_of_the_draw(monkeypatch):
+    monkeypatch.setattr(inst_mod, "uniform01", lambda: 0.0)
+    assert backoff(7) == 30.0
+    monkeypatch.setattr(inst_mod, "uniform01", lambda: 0.999999)
+    assert 15.0 <= backoff(7) < 15.001
 
 
 def test_failures_push_next_check_and_recovery_resets():
@@ -64,7 +77,7 @@ def test_failures_push_next_check_and_recovery_resets():
     inst.mark_failed("x")
     inst.mark_failed("x")
     inst.mark_failed("x")
-    assert inst.failures == 3 and inst.next_check >= t0 + 2
+    assert inst.failures == 3 and inst.next_check >= t0 + 1  # third wait: 2 s jittered to [1, 2]
     assert inst.health.state_id == "unreachable" and not inst.usable
     inst.mark_recovered()
     assert inst.usable and inst.failures == 0 and inst.health.state_id == "reachable"

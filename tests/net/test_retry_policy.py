@@ -83,3 +83,13 @@ def test_never_more_than_count_plus_one_attempts(count, outcomes, idempotent):
     if not idempotent:
         # a non-idempotent call is never sent again once it may have been processed
         assert all(not f.maybe_processed for f in policy.history)
+
+
+def test_retry_delay_is_jittered_within_half_to_full(monkeypatch):
+    from p11nethsm.net import instances
+
+    p = RetryPolicy(3, 2.0, True)
+    monkeypatch.setattr(instances, "uniform01", lambda: 0.0)
+    assert p.jittered_delay() == 2.0
+    monkeypatch.setattr(instances, "uniform01", lambda: 0.999)
+    assert 1.0 <= p.jittered_delay() < 1.01
