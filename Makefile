@@ -21,7 +21,7 @@ BACKPORTS_PACKAGES := pkcs11-provider
 # registers system-wide; override with `make p11kit-register MODULE_DIR=...`.
 MODULE_DIR   ?= $(if $(filter 0,$(shell id -u)),/etc/pkcs11/modules,$(HOME)/.config/pkcs11/modules)
 
-.PHONY: deps venv build test demo bench p11kit-register p11kit-unregister lint clean
+.PHONY: deps venv build test demo bench soak p11kit-register p11kit-unregister lint clean
 
 # System packages for the real clients the tests drive (installs only what is missing).
 deps:
@@ -58,6 +58,12 @@ test: deps build
 
 bench: deps build
 	$(PY) bench/run_all.py
+
+# Chaos soak (tests/soak/soak.py): 8 threads through the .so against two emulator instances under
+# random faults, with forks; prints calls, faults, forks, violations. `make test` runs 12 s of it.
+SOAK_SECONDS ?= 180
+soak: deps build
+	$(PY) tests/soak/soak.py --duration $(SOAK_SECONDS)
 
 demo: deps build
 	$(PY) demo/run_demo.py $(DEMO_ARGS)
