@@ -46,7 +46,7 @@ def test_defaults_match_the_model():
 
 
 def test_every_client_has_a_section():
-    for client in ("pkcs11-tool", "OpenSSL (libp11 engine)", "GnuTLS", "Java SunPKCS11", "EJBCA",
+    for client in ("pkcs11-tool", "OpenSSL 3 (pkcs11-provider)", "OpenSSL (libp11 engine)", "OpenSSH", "GnuTLS", "Java SunPKCS11", "EJBCA",
                    "python-pkcs11", "p11-kit", "nitrokey/nethsm:testing", "Troubleshooting"):
         assert client in README, client
 
