@@ -6,7 +6,7 @@
  * Usage: p11bench MODULE COMMAND [options]
  *   init                     dlopen + C_GetFunctionList + C_Initialize wall time and RSS growth
  *   percall  --fn F          calls/s of F (sessioninfo | getattr) with --threads N
- *   sign     --mech M        C_SignInit+C_Sign per second (M = ecdsa | rsa) with --threads N
+ *   sign     --mech M        C_SignInit+C_Sign per second (M = ecdsa | eddsa | rsa) with --threads N
  *   find                     timed full C_FindObjects enumerations (--passes K); with --sync,
  *                            waits for a line on stdin before each pass (the driver reads the
  *                            emulator's request counters in between)
@@ -59,6 +59,7 @@ typedef struct { unsigned char label[32]; unsigned char rest[176]; } CK_TOKEN_IN
 #define CKO_PRIVATE_KEY 3UL
 #define CKM_RSA_PKCS 0x1UL
 #define CKM_ECDSA 0x1041UL
+#define CKM_EDDSA 0x1057UL
 
 typedef CK_RV (*fn_any)(void);
 /* CK_FUNCTION_LIST: version, then the 68 v2.x functions in spec order. */
@@ -372,11 +373,14 @@ static int cmd_sign(void) {
         g_mech = CKM_RSA_PKCS;
         memcpy(g_msg, SHA256_DI, sizeof SHA256_DI);
         g_msg_len = opt_msg_len > 0 ? (CK_ULONG)opt_msg_len : 51;
+    } else if (!strcmp(opt_mech, "eddsa")) {
+        g_mech = CKM_EDDSA; /* pure Ed25519 over a 32-byte message, sent as mode EdDSA */
+        g_msg_len = opt_msg_len > 0 ? (CK_ULONG)opt_msg_len : 32;
     } else {
         g_mech = CKM_ECDSA; /* a 32-byte hash, sent as mode ECDSA */
         g_msg_len = opt_msg_len > 0 ? (CK_ULONG)opt_msg_len : 32;
     }
-    run_threads(loop_sign, !strcmp(opt_mech, "rsa") ? "sign_rsa" : "sign_ecdsa");
+    run_threads(loop_sign, !strcmp(opt_mech, "rsa") ? "sign_rsa" : !strcmp(opt_mech, "eddsa") ? "sign_eddsa" : "sign_ecdsa");
     F->C_CloseSession(h);
     return 0;
 }

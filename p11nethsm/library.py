@@ -91,6 +91,7 @@ class Slot:
         self.name = f"slot {slot_id} ({config.label})"
         self._lock = threading.Lock()
         self._api: NetHSM | None = None
+        self._creds_cache: dict = {}  # (username, password) -> Credentials
         self._objects: Any = None
         self._token: TokenPresence | None = None
         self._login: TokenLogin | None = None
@@ -199,8 +200,6 @@ class Slot:
 
         Raises UserNotLoggedIn naming the user and where its PIN can come from.
         """
-        from p11nethsm.api.client import Credentials
-
         if role is None:
             first = self.default_role
             other = Role.ADMINISTRATOR if first is Role.OPERATOR else Role.OPERATOR
@@ -208,7 +207,7 @@ class Slot:
                 user = self.user(candidate)
                 password = self.password(candidate) if user is not None else None
                 if password:
-                    return Credentials(user.username, password)
+                    return self._credentials(user.username, password)
             role = first
         user = self.user(role)
         if user is None:
@@ -223,7 +222,20 @@ class Slot:
                 f"{self.name}: this call needs the {role.value} '{user.username}': configure its "
                 f"password or C_Login as {login}"
             )
-        return Credentials(user.username, password)
+        return self._credentials(user.username, password)
+
+    def _credentials(self, username: str, password: str):
+        """One Credentials object per user and password (its encoded headers are built once, not
+        per request); a PIN change or another user simply makes a new entry."""
+        key = (username, password)
+        creds = self._creds_cache.get(key)
+        if creds is None:
+            from p11nethsm.api.client import Credentials
+
+            if len(self._creds_cache) >= 8:  # old PINs do not accumulate
+                self._creds_cache = {}
+            creds = self._creds_cache[key] = Credentials(username, password)
+        return creds
 
     def default_password_configured(self) -> bool:
         return self._default_pw

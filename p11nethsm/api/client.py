@@ -36,7 +36,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Callable
 from urllib.parse import quote, unquote
 
@@ -73,9 +73,10 @@ _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?:~[A-Za-z0-9][A-Za-z0-
 _KEY_USE = re.compile(r"^/keys/([^/?]+)/(?:sign|decrypt|encrypt)$")
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
-# Header sets by kind: what we send (Content-Type) and accept; encoded once (p11nethsm.net.pool).
-_KINDS: dict[str, list[bytes]] = {
-    kind: [f"{k}: {v}".encode("ascii") for k, v in {"User-Agent": "p11nethsm", **hdrs}.items()]
+# Header sets by kind: what we send (Content-Type) and accept; encoded once as the CRLF-ended
+# header lines of the request (p11nethsm.net.http11).
+_KINDS: dict[str, bytes] = {
+    kind: b"".join(f"{k}: {v}\r\n".encode("ascii") for k, v in {"User-Agent": "p11nethsm", **hdrs}.items())
     for kind, hdrs in {
         "get": {"Accept": "*/*"},
         "json": {"Accept": "*/*", "Content-Type": JSON},
@@ -97,11 +98,11 @@ class Credentials:
     password: str = field(repr=False)  # never logged
 
     @cached_property
-    def headers(self) -> dict[str, list[bytes]]:
+    def headers(self) -> dict[str, bytes]:
         """The encoded request header lines of this user by kind, built once (Basic auth included)."""
         token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
-        auth = b"Authorization: Basic " + token.encode("ascii")
-        return {kind: [auth, *lines] for kind, lines in _KINDS.items()}
+        auth = b"Authorization: Basic " + token.encode("ascii") + b"\r\n"
+        return {kind: auth + lines for kind, lines in _KINDS.items()}
 
 
 class _Invalid(Exception):
@@ -452,7 +453,7 @@ class NetHSM:
         """Decode and validate an answer; anything unexpected becomes BadResponse."""
         status, ctype, data, instance = result
         try:
-            if ctype.partition(";")[0].strip().lower() != media:
+            if ctype != media and ctype.partition(";")[0].strip().lower() != media:
                 raise _Invalid(f"content type {ctype[:60]!r}, expected {media}")
             if media != JSON:
                 return check(data)
@@ -654,8 +655,8 @@ class NetHSM:
     # ---- crypto (the hot path) -------------------------------------------------------------
 
     def sign(self, creds: Credentials, key_id: str, mode: str, message: bytes) -> bytes:
-        path = f"/keys/{_seg(key_id, _KEY_ID)}/sign"
-        body = _encode({"mode": mode, "message": _b64e(message)}).encode()
+        path = _sign_path(key_id)
+        body = b"%s%s\"}" % (_sign_prefix(mode), base64.b64encode(message))
         return self._parse(self._request("POST", path, creds, "json", body), "POST", path, _signature)
 
     def decrypt(self, creds: Credentials, key_id: str, mode: str, encrypted: bytes,
@@ -697,6 +698,17 @@ def _with_label(body: dict, label: str | None):
         return plain
     labelled = _encode({**body, "label": label}).encode()
     return lambda caps: plain if caps.labels is False else labelled
+
+
+@lru_cache(maxsize=1024)
+def _sign_path(key_id: str) -> str:
+    return f"/keys/{_seg(key_id, _KEY_ID)}/sign"
+
+
+@lru_cache(maxsize=64)
+def _sign_prefix(mode: str) -> bytes:
+    """`{"mode":"<mode>","message":"` as the JSON encoder writes it (the message is base64)."""
+    return _encode({"mode": mode, "message": ""}).encode()[:-2]
 
 
 def _signature(obj: Any) -> bytes:

@@ -20,7 +20,7 @@ from p11nethsm.net.instances import Instance, InstanceSet
 INLINE_CHECKS = 3
 INLINE_TIMEOUT = 1.0
 BACKGROUND_TIMEOUT = 5.0  # upper bound of a background check (less when timeout_seconds is less)
-_HEADERS = [b"Accept: */*", b"User-Agent: p11nethsm"]
+_HEADERS = b"Accept: */*\r\nUser-Agent: p11nethsm\r\n"
 
 
 def probe(inst: Instance, timeout: float, on_connection=None) -> tuple[bool, str]:

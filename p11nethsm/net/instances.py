@@ -25,6 +25,10 @@ from p11nethsm.log import logger
 from p11nethsm.config.model import InstanceConfig, SlotConfig
 from p11nethsm.state.instance_health import InstanceHealthMachine
 
+# Without max_idle_connections, an instance's idle pool grows with the number of requests that
+# ran at once, up to this many (p11nethsm.net.pool.InstancePool._put_conn).
+POOL_GROWS_TO = 256
+
 # Upper bound (seconds) of the wait before the next health check after the 1st, 2nd, ... failure
 # in a row; the last value is the cap.
 BACKOFF: tuple[float, ...] = (1.0, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -95,6 +99,7 @@ class Instance:
             self.host, self.port, label=self.name, ssl_context=make_ssl_context(cfg),
             pins=() if cfg.danger_insecure_cert else tuple(cfg.sha256_fingerprints),
             maxsize=max(1, cfg.max_idle_connections or os.cpu_count() or 1),
+            grow_to=0 if cfg.max_idle_connections else POOL_GROWS_TO,
             timeout=slot.timeout_seconds, max_idle=slot.connections_max_idle_duration,
             socket_options=options, stats=self.stats)
 

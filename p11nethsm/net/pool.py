@@ -15,8 +15,8 @@ pooled connections (`connections_max_idle_duration`), TCP keepalive options, a q
 
 from __future__ import annotations
 
-import http.client
 import queue
+import select
 import socket
 import time
 from dataclasses import dataclass
@@ -25,7 +25,9 @@ from enum import Enum
 from p11nethsm.log import logger
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPSConnectionPool
+from urllib3.exceptions import ClosedPoolError
 
+from p11nethsm.net.http11 import BodyTooLarge, build_request, read_response
 from p11nethsm.net.sigpipe import SigpipeBlocked
 
 from p11nethsm.net.tls import PinMismatch, format_fingerprint, pin_matches
@@ -50,10 +52,6 @@ class ExchangeError(Exception):
         super().__init__(f"{phase.value}: {describe_cause(cause)}")
         self.phase = phase
         self.cause = cause
-
-
-class BodyTooLarge(Exception):
-    """The answer is bigger than MAX_BODY (not read further)."""
 
 
 def describe_cause(exc: BaseException) -> str:
@@ -108,6 +106,8 @@ class NetHSMConnection(HTTPSConnection):
 
     def connect(self) -> None:
         super().connect()
+        self.poller = select.poll()
+        self.poller.register(self.sock, select.POLLIN)
         if self.pins:
             der = self.sock.getpeercert(binary_form=True) or b""
             ok, got = pin_matches(der, self.pins)
@@ -119,21 +119,23 @@ class NetHSMConnection(HTTPSConnection):
 
 
 class InstancePool(HTTPSConnectionPool):
-    """The pool of one instance (maxsize = max_idle_connections, never blocking)."""
+    """The pool of one instance (maxsize = max_idle_connections, never blocking; without
+    max_idle_connections it starts at the number of CPUs and grows with the concurrency seen)."""
 
     ConnectionCls = NetHSMConnection
 
     def __init__(self, host: str, port: int | None, *, label: str, ssl_context, pins: tuple[bytes, ...],
                  maxsize: int, timeout: float | None, max_idle: float | None,
-                 socket_options: list[tuple[int, int, int]], stats: InstanceStats):
+                 socket_options: list[tuple[int, int, int]], stats: InstanceStats, grow_to: int = 0):
         super().__init__(host, port, maxsize=maxsize, block=False, retries=False, ssl_context=ssl_context,
                          socket_options=socket_options)
         self.label = label
-        self.host_line = f"Host: {host}:{port}".encode("idna" if not host.isascii() else "ascii")
+        self.host_line = f"Host: {host}:{port}\r\n".encode("idna" if not host.isascii() else "ascii")
         self.pins = pins
         self.request_timeout = timeout
         self.max_idle = max_idle
         self.stats = stats
+        self.grow_to = grow_to  # > maxsize: the idle pool grows on demand up to this many
 
     def _new_conn(self) -> NetHSMConnection:
         conn = super()._new_conn()
@@ -143,11 +145,23 @@ class InstancePool(HTTPSConnectionPool):
         return conn
 
     def _get_conn(self, timeout: float | None = None) -> NetHSMConnection:
-        conn = super()._get_conn(timeout)
-        if (self.max_idle is not None and conn.sock is not None
-                and time.monotonic() - conn.last_used > self.max_idle):
-            conn.close()  # reconnects on use
-            self.stats.expired += 1
+        """urllib3's _get_conn (never blocking) with a cheaper liveness check: one poll() on the
+        connection's own poll object instead of a new one per request; plus the idle-age limit."""
+        pool = self.pool
+        if pool is None:
+            raise ClosedPoolError(self, "Pool is closed.")
+        try:
+            conn = pool.get(block=False)
+        except queue.Empty:
+            conn = None
+        if conn is None:
+            return self._new_conn()
+        if conn.sock is not None:
+            if self.max_idle is not None and time.monotonic() - conn.last_used > self.max_idle:
+                conn.close()  # reconnects on use
+                self.stats.expired += 1
+            elif conn.poller.poll(0):  # readable while idle: closed by the peer (or garbage)
+                conn.close()
         return conn
 
     def _put_conn(self, conn) -> None:
@@ -160,6 +174,17 @@ class InstancePool(HTTPSConnectionPool):
                 pool.put(conn, block=False)
                 return
             except queue.Full:
+                if self.grow_to > pool.maxsize:
+                    # Default size: as many idle connections as requests ran at once. Closing
+                    # this one would make the next request of that many threads open a new
+                    # TLS connection: churn (the vendor module's issue #157).
+                    with pool.mutex:
+                        pool.maxsize += 1
+                    try:
+                        pool.put(conn, block=False)
+                        return
+                    except queue.Full:
+                        pass
                 self.stats.discarded += 1
         conn.close()
 
@@ -188,20 +213,19 @@ class InstancePool(HTTPSConnectionPool):
         """After fork: drop every pooled connection without closing it (the parent still owns it)."""
         self.pool = None
 
-    def exchange(self, method: str, url: str, body: bytes | None, header_lines: list[bytes],
+    def exchange(self, method: str, url: str, body: bytes | None, head: bytes,
                  conn: NetHSMConnection | None = None, deadline: float | None = None) -> tuple[int, str, bytes]:
         """`_exchange` with SIGPIPE blocked in this thread (see p11nethsm.net.sigpipe)."""
         with SigpipeBlocked():
-            return self._exchange(method, url, body, header_lines, conn, deadline)
+            return self._exchange(method, url, body, head, conn, deadline)
 
-    def _exchange(self, method: str, url: str, body: bytes | None, header_lines: list[bytes],
+    def _exchange(self, method: str, url: str, body: bytes | None, head: bytes,
                   conn: NetHSMConnection | None = None, deadline: float | None = None) -> tuple[int, str, bytes]:
         """Send one request, read the whole answer: (status, content type, body).
 
-        `header_lines` are encoded `Name: value` lines (built once per credentials, not per
-        request). The request goes out in one write (headers and body together: no Nagle /
-        delayed-ACK stall) and the answer is read with plain http.client (urllib3's response
-        wrapper is not needed: we always read the whole, bounded body).
+        `head` is the encoded header lines (each ending in CRLF; built once per credentials, not
+        per request). The request goes out in one write and the answer is read and parsed by
+        p11nethsm.net.http11 (http.client's email-based parsing was the biggest single cost).
         Raises ExchangeError (no usable answer) or BodyTooLarge. With `conn`, use that
         connection (a health check on a fresh, unpooled connection) and never pool it.
         `deadline` (monotonic seconds): the whole exchange, connect and TLS handshake included,
@@ -213,36 +237,22 @@ class InstancePool(HTTPSConnectionPool):
             conn = self._get_conn()
         phase = Phase.CONNECT
         try:
-            if conn.sock is None:
+            sock = conn.sock
+            if sock is None:
                 if deadline is not None:
                     conn.timeout = max(deadline - time.monotonic(), 0.001)
                 conn.deadline = deadline
                 conn.connect()
                 self.stats.connections += 1
-            conn.sock.deadline = deadline
+                sock = conn.sock
+            sock.deadline = deadline
             phase = Phase.SEND
             self.stats.requests += 1
-            _putrequest(conn, method, url, skip_host=True, skip_accept_encoding=True)
-            buf = conn._buffer  # http.client's pending header lines
-            buf.append(self.host_line)
-            buf.extend(header_lines)
-            if body is not None:
-                buf.append(b"Content-Length: %d" % len(body))
-            elif method in _BODY_METHODS:
-                buf.append(b"Content-Length: 0")
-            conn.endheaders(body)
+            sock.sendall(build_request(method, url, self.host_line, head, body))
             phase = Phase.READ
-            resp = _getresponse(conn)
-            length = resp.length
-            if length is not None and length > MAX_BODY:
-                raise BodyTooLarge(str(length))
-            data = resp.read(MAX_BODY + 1)
-            if len(data) > MAX_BODY:
-                raise BodyTooLarge(f">{MAX_BODY}")
-            status = resp.status
-            ctype = resp.msg.get("Content-Type") or ""
-            if not resp.isclosed():  # the connection ended before the announced length
-                raise http.client.IncompleteRead(data, resp.length)
+            status, ctype, data, reusable = read_response(sock.recv, MAX_BODY)
+            if not reusable:
+                conn.close()
         except BaseException as exc:
             conn.close()
             if pooled:
@@ -253,8 +263,3 @@ class InstancePool(HTTPSConnectionPool):
         if pooled:
             self._put_conn(conn)
         return status, ctype, data
-
-
-_putrequest = http.client.HTTPConnection.putrequest
-_getresponse = http.client.HTTPConnection.getresponse
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})

@@ -11,9 +11,12 @@ tests/net/test_sigpipe.py kills the host without this.
 
 from __future__ import annotations
 
-import signal
+import _signal  # signal's C functions: the signal module's wrappers turn every mask into Enum sets
 
-_PIPE = {signal.SIGPIPE}
+_PIPE = {_signal.SIGPIPE}
+_SIGPIPE = _signal.SIGPIPE
+_BLOCK, _SETMASK = _signal.SIG_BLOCK, _signal.SIG_SETMASK
+_sigmask, _sigpending, _sigtimedwait = _signal.pthread_sigmask, _signal.sigpending, _signal.sigtimedwait
 
 
 class SigpipeBlocked:
@@ -22,13 +25,14 @@ class SigpipeBlocked:
     __slots__ = ("_old",)
 
     def __enter__(self):
-        self._old = signal.pthread_sigmask(signal.SIG_BLOCK, _PIPE)
+        self._old = _sigmask(_BLOCK, _PIPE)
         return self
 
     def __exit__(self, *exc):
-        if signal.SIGPIPE in self._old:
+        old = self._old
+        if _SIGPIPE in old:
             return False  # already blocked by the host: leave everything as it was
-        if signal.SIGPIPE in signal.sigpending():
-            signal.sigtimedwait(_PIPE, 0)
-        signal.pthread_sigmask(signal.SIG_SETMASK, self._old)
+        if _SIGPIPE in _sigpending():
+            _sigtimedwait(_PIPE, 0)
+        _sigmask(_SETMASK, old)
         return False

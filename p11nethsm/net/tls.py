@@ -81,7 +81,9 @@ def pin_matches(der: bytes, pins: tuple[bytes, ...]) -> tuple[bool, bytes]:
 
 _monotonic = time.monotonic
 _recv_into = ssl.SSLSocket.recv_into
+_recv = ssl.SSLSocket.recv
 _send = ssl.SSLSocket.send
+_sendall = ssl.SSLSocket.sendall
 
 
 class DeadlineSSLSocket(SectionSSLSocket):
@@ -89,7 +91,7 @@ class DeadlineSSLSocket(SectionSSLSocket):
 
     A socket timeout only bounds each read, so a peer dripping one byte (or one TLS record) per
     second would keep a call alive forever. Before each recv/send the socket timeout is set to
-    what is left until the deadline (a C call; http.client does one or two reads per answer), and
+    what is left until the deadline (a C call; an answer takes one or two reads), and
     past it the read fails as a timeout. `deadline` is set per exchange by p11nethsm.net.pool;
     None (no `timeout_seconds`) costs one attribute test. Its handshake is a fork-safety section
     (SectionSSLSocket).
@@ -102,6 +104,29 @@ class DeadlineSSLSocket(SectionSSLSocket):
         if left <= 0:
             raise TimeoutError("timed out (deadline of the call)")
         self.settimeout(left)
+
+    def recv(self, buflen=1024, flags=0):
+        if self.deadline is not None:
+            self._bound()
+        sslobj = self._sslobj
+        if sslobj is None or flags:
+            return _recv(self, buflen, flags)
+        try:  # SSLSocket.recv -> read -> _sslobj.read, without the two Python frames between
+            return sslobj.read(buflen)
+        except ssl.SSLError as exc:
+            if exc.args[0] == ssl.SSL_ERROR_EOF and self.suppress_ragged_eofs:
+                return b""
+            raise
+
+    def sendall(self, data, flags=0):
+        if self.deadline is not None:
+            self._bound()
+        sslobj = self._sslobj
+        if sslobj is None or flags:
+            return _sendall(self, data, flags)
+        sent = sslobj.write(data)  # blocking: all of it, unless OpenSSL wrote part of it
+        if sent < len(data):
+            _sendall(self, memoryview(data)[sent:], flags)
 
     def recv_into(self, buffer, nbytes=None, flags=0):
         if self.deadline is not None:

@@ -175,3 +175,26 @@ def test_credentials_repr_hides_the_password_and_header_is_cached():
     assert "s3cret" not in repr(creds)
     assert creds.headers is creds.headers
     assert creds == Credentials("operator", "s3cret-passphrase")
+
+
+def test_default_pool_grows_with_concurrency_so_threads_do_not_churn_connections(stub, pin):
+    """Without max_idle_connections (the default: number of CPUs, 2 here) 8 threads used to open
+    a new TLS connection for most of their requests (the vendor module's issue #157)."""
+    threads_n, rounds = 8, 5
+    barrier = threading.Barrier(threads_n)
+    stub.route = lambda h: (barrier.wait(5), (200, "application/json", b'{"state":"Operational"}'))[1]
+    c = NetHSM(make_slot([stub.url], pins=pin, max_conns=None), threads=True)
+    assert c.instances[0].pool.pool.maxsize == (os.cpu_count() or 1)
+
+    def worker():
+        for _ in range(rounds):
+            c.health_state()
+    workers = [threading.Thread(target=worker) for _ in range(threads_n)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(30)
+    stats = c.stats[stub.url]
+    assert stats.requests == threads_n * rounds
+    assert stats.connections == threads_n and stats.discarded == 0
+    c.close()
