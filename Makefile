@@ -17,11 +17,13 @@ APT_PACKAGES := build-essential python3-dev python3-venv libpython3.11 opensc gn
 # From <codename>-backports (OpenSSL 3 provider; Debian 12 has it only there): the apt source is
 # derived from the machine's own Debian source by tools/enable-backports.sh.
 BACKPORTS_PACKAGES := pkcs11-provider
+# Only `make bench` needs these: the wire bench's zero-cost peer (nginx) and C client limit (wrk).
+BENCH_APT_PACKAGES := nginx-light wrk
 # p11-kit skips user config (~/.config/pkcs11/modules) in programs running as root, so root
 # registers system-wide; override with `make p11kit-register MODULE_DIR=...`.
 MODULE_DIR   ?= $(if $(filter 0,$(shell id -u)),/etc/pkcs11/modules,$(HOME)/.config/pkcs11/modules)
 
-.PHONY: deps venv build test demo bench soak p11kit-register p11kit-unregister lint clean
+.PHONY: deps bench-deps venv build test demo bench soak p11kit-register p11kit-unregister lint clean
 
 # System packages for the real clients the tests drive (installs only what is missing).
 deps:
@@ -56,8 +58,20 @@ build: venv
 test: deps build
 	$(PY) -m pytest tests
 
-bench: deps build
+bench-deps:
+	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing $$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# P1-P5 against the emulator, then W: the wire bench against nginx (bench/README.md); py-spy
+# comes with the `bench` extra.
+bench: deps bench-deps build
+	$(PIP) install -q --config-settings editable_mode=compat -e '.[test,bench]'
 	$(PY) bench/run_all.py
+	$(PY) bench/wire.py
 
 # Chaos soak (tests/soak/soak.py): 8 threads through the .so against two emulator instances under
 # random faults, with forks; prints calls, faults, forks, violations. `make test` runs 12 s of it.

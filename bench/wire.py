@@ -315,14 +315,15 @@ class Clients:
 
 # ------------------------------------------------------------------ profile summary
 def profile_summary(raw: Path, top: int = 12) -> list[tuple[str, float, float]]:
-    """From py-spy's raw (collapsed) stacks: [(function, self %, total %)], by self time."""
+    """From py-spy's raw (collapsed) stacks: [(function, self %, total %)] by self time (lines merged)."""
     own, incl, total = collections.Counter(), collections.Counter(), 0
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
             continue
         n = int(n)
-        frames = [re.sub(r" \(/.*/(p11nethsm|site-packages|python3\.\d+)/", r" (\1/", f) for f in stack.split(";")]
+        frames = [re.sub(r":\d+\)$", ")", re.sub(r" \(/.*/(p11nethsm|site-packages|python3\.\d+)/", r" (\1/", f))
+                  for f in stack.split(";")]
         total += n
         own[frames[-1]] += n
         for f in set(frames):
@@ -448,7 +449,7 @@ def summarize(res: dict, base: dict | None, a) -> None:
         prof = res.get(f"profile_{n}")
         if prof:
             table(f"W py-spy profile of the module process, {n} thread(s) (share of samples)",
-                  ["function (file:line)", "self %", "total %"], [[f[:110], s, t] for f, s, t in prof])
+                  ["function (file)", "self %", "total %"], [[f[:110], s, t] for f, s, t in prof])
     print(f"\n   load average: start {res['load_start']}, end {res['load_end']} (a shared machine moves the"
           " rates; CPU us/sig and the ratios of alternated rounds are the robust figures)")
 

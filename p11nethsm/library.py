@@ -51,6 +51,10 @@ class Role(enum.Enum):
     OPERATOR = "operator"
     ADMINISTRATOR = "administrator"
 
+    # Members are singletons compared by identity: hash them in C (Enum.__hash__ is a Python
+    # function, run on every dict lookup of the per-call path).
+    __hash__ = object.__hash__
+
 
 class OpKind(enum.Enum):
     """The operation slots of a session (one operation of each kind at a time)."""
@@ -61,6 +65,8 @@ class OpKind(enum.Enum):
     ENCRYPT = "encrypt"
     DECRYPT = "decrypt"
     DIGEST = "digest"
+
+    __hash__ = object.__hash__  # as Role: a dict lookup per call without a Python-level hash
 
 
 _library: Library | None = None

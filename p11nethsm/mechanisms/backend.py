@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from p11nethsm.api.errors import KeyUseForbidden, NotFound
 from p11nethsm.ck.errors import KeyFunctionNotPermitted, KeyHandleInvalid
+from p11nethsm.library import Role
 
 __all__ = ["SlotBackend"]
+
+_OPERATOR = Role.OPERATOR
 
 
 class SlotBackend:
@@ -21,9 +24,7 @@ class SlotBackend:
         self.slot = slot
 
     def _creds(self):
-        from p11nethsm.library import Role
-
-        return self.slot.credentials(Role.OPERATOR)
+        return self.slot.credentials(_OPERATOR)
 
     def _call(self, fn, key_id: str, *args, **kwargs):
         try:

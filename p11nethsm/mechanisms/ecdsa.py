@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from typing import Final
 
+# imported with the module (first ECDSA use), not per signature
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
 from p11nethsm.ck.constants import CKA, CKK, CKM, CKO
 from p11nethsm.ck.errors import DataLenRange, DeviceError, MechanismParamInvalid
 from p11nethsm.mechanisms.base import Mechanism, SignContext, VerifyContext, require_key
@@ -35,18 +38,14 @@ def ecdsa_input(data: bytes, curve) -> bytes:
 
 
 def der_to_raw(der: bytes, field_bytes: int) -> bytes:
-    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-
     try:
         r, s = decode_dss_signature(der)
-    except ValueError as exc:
+        return r.to_bytes(field_bytes, "big") + s.to_bytes(field_bytes, "big")
+    except (ValueError, OverflowError) as exc:
         raise DeviceError("the NetHSM returned a malformed ECDSA signature") from exc
-    return r.to_bytes(field_bytes, "big") + s.to_bytes(field_bytes, "big")
 
 
 def raw_to_der(raw: bytes) -> bytes:
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
     half = len(raw) // 2
     return encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
 

@@ -99,8 +99,15 @@ def mechanism_info(ckm: int) -> MechInfo:
 
 def implementation(ckm: int):
     """The Mechanism object of `ckm` (MechanismInvalid if unknown or a key generation one)."""
+    mech = _IMPLEMENTATIONS.get(ckm)
+    if mech is not None:  # every *Init asks: one dict lookup, not an import_module call
+        return mech
     info = mechanism_info(ckm)
     if info.family is None:
         raise MechanismInvalid(f"{info.ckm.name} is a key generation mechanism")
     module = importlib.import_module(f"p11nethsm.mechanisms.{info.family}")
-    return module.MECHANISMS[ckm]
+    mech = _IMPLEMENTATIONS[ckm] = module.MECHANISMS[ckm]
+    return mech
+
+
+_IMPLEMENTATIONS: dict = {}  # CKM -> Mechanism, filled on first use (family modules load lazily)
