@@ -18,7 +18,7 @@ import re
 
 MAX_HEAD = 64 * 1024  # status line + header lines (http.client: 65536 per line, 100 headers)
 MAX_HEADERS = 100
-RECV = 65536
+RECV = 16384  # one TLS record at most per read: a bigger buffer only costs the allocation
 
 _BAD_TARGET = re.compile(r"[^\x21-\x7e]").search  # a request target is printable ASCII without spaces
 
