@@ -42,7 +42,7 @@ class UserConfig(_record("UserConfig", [
 
 class InstanceConfig(_record("InstanceConfig", [
     ("url", REQUIRED),  # str, e.g. https://host:8443/api/v1 (no trailing slash)
-    ("max_idle_connections", None),  # int | None; None: the number of CPUs, as the vendor module
+    ("max_idle_connections", None),  # int | None; None: starts at the number of CPUs, grows with concurrency (net/pool)
     # tuple[bytes, ...]: upper-case colon-separated hex as written by the user, normalised by the
     # loader to bytes (32 bytes each) here.
     ("sha256_fingerprints", ()),
