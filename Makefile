@@ -19,6 +19,15 @@ APT_PACKAGES := build-essential python3-dev python3-venv libpython3.11 opensc gn
 BACKPORTS_PACKAGES := pkcs11-provider
 # Only `make bench` needs these: the wire bench's zero-cost peer (nginx) and C client limit (wrk).
 BENCH_APT_PACKAGES := nginx-light wrk
+# `make test` covers every CPython minor of PY_VERSIONS found on the machine (tools/pymatrix.py):
+# the .venv's own minor runs the whole suite in the tree; each other one gets build/py<minor>
+# (a copy of the tree with its own .venv and shim build) and runs MATRIX_TESTS with MATRIX_ENV.
+# A minor not found is reported as skipped. `make test PY_VERSIONS=` tests the .venv's only.
+PY_VERSIONS  ?= 3.11 3.12 3.13
+MATRIX_TESTS ?= tests/core tests/objects tests/net tests/shim tests/security tests/hosts/test_host_python_pkcs11.py \
+                tests/docs/test_p11kit.py tests/docs/test_wheel.py tests/zz_final
+# the 100k-call fuzz run once, in the tree; a shorter one per other minor
+MATRIX_ENV   ?= P11NETHSM_FUZZ_CALLS=20000 P11NETHSM_FUZZ_EXAMPLES=50
 # p11-kit skips user config (~/.config/pkcs11/modules) in programs running as root, so root
 # registers system-wide; override with `make p11kit-register MODULE_DIR=...`.
 MODULE_DIR   ?= $(if $(filter 0,$(shell id -u)),/etc/pkcs11/modules,$(HOME)/.config/pkcs11/modules)
@@ -55,8 +64,10 @@ build: venv
 	$(PY) libshim/build.py -o p11nethsm/libnethsm_pkcs11.so --build-dir build/shim
 	@$(VENV)/bin/p11nethsm module-path
 
+# pytest's closing line, printed last, counts the tests of every minor (tools/matrix_report.py)
 test: deps build
-	$(PY) -m pytest tests
+	$(PY) tools/pymatrix.py --versions "$(PY_VERSIONS)" --matrix-tests "$(MATRIX_TESTS)" \
+	    --matrix-env "$(MATRIX_ENV)" -- tests
 
 bench-deps:
 	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -504,8 +504,16 @@ static void *open_libpython(const char *home, char *used, size_t usedsz)
     }
     snprintf(used, usedsz, "%s", pick);
     void *h = dlopen(pick, RTLD_NOW | RTLD_GLOBAL);
-    if (!h)
+    if (!h) {
         p11_log("cannot load %s: %s", pick, dlerror());
+        /* e.g. an unprivileged host (p11-kit as another user) and a pyenv CPython in root's home */
+        if (access(home, R_OK | X_OK) != 0)
+            p11_log("the venv's Python home %s (pyvenv.cfg 'home') is not accessible to uid %u: %s; "
+                    "this user cannot run that CPython %d.%d: make it readable, or build the module "
+                    "with a CPython %d.%d this user can read",
+                    home, (unsigned)geteuid(), strerror(errno), PY_MAJOR_VERSION, PY_MINOR_VERSION,
+                    PY_MAJOR_VERSION, PY_MINOR_VERSION);
+    }
     return h;
 }
 

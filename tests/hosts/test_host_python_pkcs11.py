@@ -2,11 +2,20 @@
 log in, list keys, sign with an EC and an RSA key and verify with cryptography, from 4 threads at
 once. The login is per token (spec §6.7: a second C_Login is CKR_USER_ALREADY_LOGGED_IN, which
 python-pkcs11 raises), so the main thread logs in on a session it keeps open and each of the 4
-threads opens its own session, which shares that login."""
+threads opens its own session, which shares that login.
+
+`make test` runs this under every CPython minor with the module built by that minor; the host of
+another minor (the other venvs of the run, $P11NETHSM_MATRIX_PYTHONS) is refused with the
+module's one-CPython-per-process message and an error, not a crash."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
+
+import pytest
 
 from conftest import LABEL
 from secenv import MODULE, PY, ROOT
@@ -66,3 +75,31 @@ def test_python_pkcs11_four_threads_sign_and_verify(hosts_hsm):
     assert r.returncode == 0 and r.stdout.startswith("ok 4 threads"), r.stdout + r.stderr
     log = (hosts_hsm["dir"] / "module.log").read_text()
     assert "C_Login(" in log and "= CKR_OK" in log
+
+
+REFUSED = r"""
+import sys, pkcs11
+try:
+    pkcs11.lib(sys.argv[1])
+except pkcs11.exceptions.PKCS11Error as exc:
+    print("refused", type(exc).__name__)
+else:
+    print("loaded")
+"""
+
+
+def test_python_pkcs11_host_of_another_cpython_is_refused_clearly(hosts_hsm):
+    this = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    matrix = os.environ.get("P11NETHSM_MATRIX_PYTHONS")
+    others = {}
+    if matrix and os.path.exists(matrix):
+        others = {m: v for m, v in json.load(open(matrix)).items() if m != this}
+    if not others:
+        pytest.skip("no venv of another CPython minor here (make test builds one per minor it finds)")
+    for minor, other in sorted(others.items()):
+        r = subprocess.run([other["python"], "-c", REFUSED, MODULE], env=hosts_hsm["env"], capture_output=True,
+                           text=True, timeout=120, cwd=ROOT)
+        assert r.returncode == 0 and r.stdout.startswith("refused"), (minor, r.stdout + r.stderr)
+        assert (f"this module was built for CPython {this}, but the process already runs CPython "
+                f"{other['version']}") in r.stderr, (minor, r.stderr)
+        assert "one CPython per process: refusing C_Initialize" in r.stderr, (minor, r.stderr)
