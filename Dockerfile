@@ -1,10 +1,14 @@
 # Multi-stage image: the PKCS#11 module with its own virtual environment, for a consumer
 # container to copy from or to use as a base. Config goes to /etc/nitrokey/p11nethsm.conf.
+# The module embeds the CPython it is built with: PYTHON_VERSION (3.11, 3.12, 3.13) picks it.
 #   docker build -t p11nethsm .
+#   docker build --build-arg PYTHON_VERSION=3.11 -t p11nethsm:py3.11 .
 #   docker run --rm -v "$PWD/p11nethsm.conf:/etc/nitrokey/p11nethsm.conf:ro" p11nethsm \
 #       pkcs11-tool --module /opt/p11nethsm/module/libnethsm_pkcs11.so -L
 
-FROM python:3.11-slim-bookworm AS build
+ARG PYTHON_VERSION=3.13
+
+FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 WORKDIR /src
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev make \
@@ -17,7 +21,7 @@ RUN python -m venv /opt/p11nethsm/venv \
  && mkdir -p /opt/p11nethsm/module \
  && ln -s "$(/opt/p11nethsm/venv/bin/p11nethsm module-path)" /opt/p11nethsm/module/libnethsm_pkcs11.so
 
-FROM python:3.11-slim-bookworm
+FROM python:${PYTHON_VERSION}-slim-bookworm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends opensc p11-kit \
  && rm -rf /var/lib/apt/lists/* \

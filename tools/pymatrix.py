@@ -182,6 +182,15 @@ def venv_version(py: str) -> str:
     return r.stdout.strip()
 
 
+# ---------------------------------------------------------------- report
+# the project's config and the venv's plugins (schemathesis, hypothesis: seconds to load) stay out
+REPORT_ARGS = ["-m", "pytest", "-c", os.devnull, "-p", "matrix_report", "-p", "no:cacheprovider", "-rfEs", "-q"]
+
+
+def report_env() -> dict:
+    return child_env(PYTHONPATH=os.path.join(ROOT, "tools"), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+
+
 # ---------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -249,9 +258,7 @@ def main(argv=None) -> int:
     # 3. the aggregating run: its closing line is the last thing printed
     print("\npymatrix: ===== all CPython versions =====", flush=True)
     sys.stdout.flush()
-    env = child_env(PYTHONPATH=os.path.join(ROOT, "tools"))
-    os.execve(own_py, [own_py, "-m", "pytest", "-o", "addopts=", "-p", "matrix_report", "-p", "no:cacheprovider",
-                       "-rfEs", "-q", f"--rootdir={OUT}", OUT], env)
+    os.execve(own_py, [own_py, *REPORT_ARGS, f"--rootdir={OUT}", OUT], report_env())
     return 1
 
 

@@ -68,3 +68,40 @@ def test_ecdsa_signature_through_the_p11kit_rpc_verifies(server, hosts_hsm, tmp_
     pub = serialization.load_pem_public_key(hosts_hsm["pems"]["p256key"].read_bytes())
     der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
     pub.verify(der, (tmp_path / "h.bin").read_bytes(), ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+
+
+OTHER_MINOR_HOST = r"""
+import sys
+import pkcs11
+from pkcs11 import KeyType, Mechanism, ObjectClass
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+client, label, pin, pem = sys.argv[1:5]
+token = pkcs11.lib(client).get_token(token_label=label)
+with token.open(user_pin=pin) as s:
+    key = s.get_key(object_class=ObjectClass.PRIVATE_KEY, key_type=KeyType.EC, label="p256key")
+    sig = key.sign(b"other CPython", mechanism=Mechanism.ECDSA_SHA256)
+der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+serialization.load_pem_public_key(open(pem, "rb").read()).verify(der, b"other CPython", ec.ECDSA(hashes.SHA256()))
+print("ok", sys.version.split()[0])
+"""
+
+
+def test_python_pkcs11_of_another_cpython_uses_the_module_through_p11kit(server, hosts_hsm):
+    """The README's way for a host of another CPython minor than the module's: out of process."""
+    import json
+    import sys
+
+    this = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    matrix = os.environ.get("P11NETHSM_MATRIX_PYTHONS")
+    others = {}
+    if matrix and os.path.exists(matrix):
+        others = {m: v for m, v in json.load(open(matrix)).items() if m != this}
+    if not others:
+        pytest.skip("no venv of another CPython minor here (make test builds one per minor it finds)")
+    for minor, other in sorted(others.items()):
+        r = subprocess.run([other["python"], "-c", OTHER_MINOR_HOST, CLIENT, LABEL, hosts_hsm["hsm"].operator[1],
+                            str(hosts_hsm["pems"]["p256key"])], env=server, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0 and r.stdout.startswith(f"ok {other['version']}"), (minor, r.stdout + r.stderr)
