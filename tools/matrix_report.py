@@ -1,6 +1,6 @@
 """pytest plugin: the closing report of `make test` over every CPython minor (tools/pymatrix.py).
 
-    python -m pytest -o addopts= -p matrix_report -rfEs -q build/matrix   (PYTHONPATH=tools)
+    (tools/pymatrix.py REPORT_ARGS) python -m pytest -c /dev/null -p matrix_report -rfE -q build/matrix
 
 Collects build/matrix/cpython-<minor>.json. Per minor, the item `run` fails if the version could
 not be built or its pytest run did not complete (exit status other than 0/1, no JUnit file, no

@@ -184,7 +184,7 @@ def venv_version(py: str) -> str:
 
 # ---------------------------------------------------------------- report
 # the project's config and the venv's plugins (schemathesis, hypothesis: seconds to load) stay out
-REPORT_ARGS = ["-m", "pytest", "-c", os.devnull, "-p", "matrix_report", "-p", "no:cacheprovider", "-rfEs", "-q"]
+REPORT_ARGS = ["-m", "pytest", "-c", os.devnull, "-p", "matrix_report", "-p", "no:cacheprovider", "-rfE", "-q"]
 
 
 def report_env() -> dict:
