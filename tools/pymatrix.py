@@ -172,6 +172,31 @@ def build_copy(minor: str, info: dict) -> tuple[str, str]:
     return where, ""
 
 
+def as_ignores(root: str, includes: list[str]) -> list[str]:
+    """`tests --ignore=...` for a list of test paths: pytest then collects as in the whole run
+    (each directory's conftest imported when its tests are, where several test dirs given as
+    arguments would all import their `conftest` up front and shadow each other)."""
+    want = [os.path.normpath(p) for p in includes]
+    top = sorted({p.split(os.sep)[0] for p in want})
+    args = []
+    for base in top:
+        args.append(base)
+        stack = [base]
+        while stack:
+            d = stack.pop()
+            if d in want:
+                continue
+            for name in sorted(os.listdir(os.path.join(root, d))):
+                rel = os.path.join(d, name)
+                if rel in want:
+                    continue
+                if any(w.startswith(rel + os.sep) for w in want):
+                    stack.append(rel)
+                elif name.startswith("test_") or os.path.isdir(os.path.join(root, rel)) and name != "__pycache__":
+                    args.append(f"--ignore={rel}")
+    return args
+
+
 def venv_python(where: str) -> str:
     return os.path.join(where, ".venv", "bin", "python")
 
@@ -243,7 +268,8 @@ def main(argv=None) -> int:
     for rec in runs:
         junit = os.path.join(OUT, f"cpython-{rec['minor']}.junit.xml")
         if rec["status"] == "ran":
-            cmd = [venv_python(rec["dir"]), "-m", "pytest", *rec["args"], f"--junitxml={junit}"]
+            args = rec["args"] if rec["dir"] == ROOT else as_ignores(rec["dir"], rec["args"])
+            cmd = [venv_python(rec["dir"]), "-m", "pytest", *args, f"--junitxml={junit}"]
             print(f"\npymatrix: ===== CPython {rec['python']} in {rec['where']}: pytest {' '.join(rec['args'])}"
                   + "".join(f" {k}={v}" for k, v in rec["env"].items()) + " =====", flush=True)
             t0 = time.monotonic()

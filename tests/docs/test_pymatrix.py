@@ -93,3 +93,12 @@ def test_the_tree_copy_follows_edits_and_keeps_its_own_venv(tmp_path, monkeypatc
     assert (dest / "pkg" / "a.py").read_text() == "edited"
     assert not (dest / "pkg" / "gone.py").exists()
     assert (dest / ".venv" / "pyvenv.cfg").exists() and (dest / "pkg" / "built.so").exists()
+
+
+def test_matrix_test_list_becomes_ignores_so_conftests_load_as_in_the_whole_run(tmp_path):
+    for f in ("tests/a/test_x.py", "tests/a/test_y.py", "tests/a/conftest.py", "tests/b/test_z.py",
+              "tests/c/test_w.py"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("")
+    args = pymatrix.as_ignores(str(tmp_path), ["tests/a/test_x.py", "tests/c"])
+    assert args[0] == "tests" and sorted(args[1:]) == ["--ignore=tests/a/test_y.py", "--ignore=tests/b"]
