@@ -81,9 +81,12 @@ client, label, pin, pem = sys.argv[1:5]
 token = pkcs11.lib(client).get_token(token_label=label)
 with token.open(user_pin=pin) as s:
     key = s.get_key(object_class=ObjectClass.PRIVATE_KEY, key_type=KeyType.EC, label="p256key")
-    sig = key.sign(b"other CPython", mechanism=Mechanism.ECDSA_SHA256)
+    h = hashes.Hash(hashes.SHA256())
+    h.update(b"other CPython")
+    digest = h.finalize()
+    sig = key.sign(digest, mechanism=Mechanism.ECDSA)  # as pkcs11-tool above (ECDSA_SHA256 through p11-kit 0.24: CKR_MECHANISM_INVALID)
 der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
-serialization.load_pem_public_key(open(pem, "rb").read()).verify(der, b"other CPython", ec.ECDSA(hashes.SHA256()))
+serialization.load_pem_public_key(open(pem, "rb").read()).verify(der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
 print("ok", sys.version.split()[0])
 """
 
