@@ -738,6 +738,16 @@ static int import_dispatcher(void)
     }
     entry_fn = fn;
     rc = 0;
+    if (!host_mode) { /* our atfork handlers wait for quiet; the Python hook need not */
+        PyObject *fs = PY(PyImport_ImportModule)(P11_FORKSAFE_MODULE);
+        PyObject *one = fs ? PY(PyLong_FromUnsignedLongLong)(1) : NULL;
+        if (!one || PY(PyObject_SetAttrString)(fs, "C_HANDLERS", one) < 0)
+            PY(PyErr_WriteUnraisable)(NULL);
+        if (one)
+            PY(Py_DecRef)(one);
+        if (fs)
+            PY(Py_DecRef)(fs);
+    }
 out:
     if (mod)
         PY(Py_DecRef)(mod);

@@ -34,6 +34,7 @@ from p11nethsm.ck.constants import CKR
 from p11nethsm.ck.errors import CKRError, FunctionNotSupported
 from p11nethsm.ck.functions import FUNCTIONS, INDEX
 from p11nethsm import handlers
+from p11nethsm import forksafe  # noqa: F401  (registers the wait before a Python host's os.fork)
 
 __all__ = ["entry", "handler", "is_ready", "registered"]
 

@@ -1,27 +1,35 @@
-"""Fork safety: which threads are inside native code that holds process-wide locks.
+"""Fork safety: a child must not inherit a lock that a thread of the parent held at fork().
 
-A host may fork() while other threads are in the middle of a call. The shim's fork handler
-(libshim/shim.c, atfork_prepare) takes the GIL, which stops all Python code, but a thread that
-released the GIL inside OpenSSL (a TLS handshake, loading trust stores) may hold one of
-OpenSSL's global locks at that moment; the child inherits it locked, with no thread left to
-release it, and its first handshake then waits forever. So these sections put their thread id
-in `_busy` (list.append/remove are single C calls: atomic under the GIL, and nesting works),
-and the fork handler waits, bounded, until `_busy` is empty; it does the same for imports in
-progress (importlib's per-module locks). The shim reads `_busy` with the GIL held, without
-running any Python code.
+A host may fork() while other threads are in the middle of a call. Two kinds of locks would stay
+locked in the child, with no thread left to release them, so its first use of them waits forever:
 
-A blocked read on an open connection holds no global lock and is not a section: a stalled
-NetHSM never delays a fork.
+- importlib's per-module locks: the module imports its parts at first use, so threads making their
+  first calls are importing (CPython's own fork handling resets only the global import lock);
+- OpenSSL's process-wide locks, held by a thread that released the GIL inside a TLS handshake or
+  while loading a trust store. Those sections put their thread id in `_busy` (`native_section`;
+  list.append/remove are single C calls: atomic under the GIL, and nesting works).
+
+Before a fork, the module waits (at most `WAIT_SECONDS`) until neither is in progress in another
+thread: in a C host the shim's pthread_atfork handler does it in C with the GIL held (it reads
+`_busy` and importlib's `_module_locks` without running Python code); in a Python host (host mode,
+no pthread_atfork handlers) `_before_fork` does it, registered with os.register_at_fork.
+
+A blocked read on an open connection holds no global lock and is not a section: a stalled NetHSM
+never delays a fork.
 """
 
 from __future__ import annotations
 
-import ssl
+import os
+import sys
 import threading
+import time
 from contextlib import contextmanager
 
-__all__ = ["native_section", "SectionSSLSocket"]
+__all__ = ["native_section", "WAIT_SECONDS"]
 
+WAIT_SECONDS = 2.0  # the shim's FORK_QUIET_WAIT_US says the same
+C_HANDLERS = 0  # set to 1 by the shim when it owns the interpreter (its atfork handlers do the wait)
 _busy: list[int] = []  # read by the shim (name and type are part of its contract)
 
 
@@ -35,9 +43,53 @@ def native_section():
         _busy.remove(tid)
 
 
-class SectionSSLSocket(ssl.SSLSocket):
-    """SSLContext.sslsocket_class whose handshake is a native section."""
+def _imports_in_progress(me: int) -> bool:
+    locks = getattr(sys.modules.get("_frozen_importlib"), "_module_locks", None)
+    if not locks:
+        return False
+    for ref in list(locks.values()):
+        lock = ref()
+        owner = getattr(lock, "owner", None)
+        if owner is not None and owner != me:  # our own import (a fork at import time) is ours
+            return True
+        if owner is None and lock is not None:
+            for name in ("lock", "wakeup"):
+                locked = getattr(getattr(lock, name, None), "locked", None)
+                if locked is not None and locked():
+                    return True
+    return False
 
-    def do_handshake(self, *args, **kwargs):
-        with native_section():
-            return super().do_handshake(*args, **kwargs)
+
+def prepare() -> None:
+    """At C_Initialize in a Python host: import now the modules that register fork hooks of their
+    own when the module first uses them. Imported by another thread while `_before_fork` waits,
+    their "after" hook would run without their "before" hook (Python snapshots the list):
+    concurrent.futures would release a lock it never took."""
+    if not C_HANDLERS:
+        import concurrent.futures.thread  # noqa: F401  (the key enumeration's thread pool)
+
+
+def _before_fork() -> None:
+    if C_HANDLERS:
+        return
+    me = threading.get_ident()
+    deadline = time.monotonic() + WAIT_SECONDS
+    while any(t != me for t in _busy) or _imports_in_progress(me):
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.0005)
+
+
+_registered_after: set[str] = set()
+
+
+def register_after(library: str) -> None:
+    """Register the wait again once `library` registered its own fork hooks: "before" hooks run
+    in reverse order of registration, and the wait must come before any hook that takes locks
+    (loguru acquires all its handler locks), or the threads we wait for could block on them."""
+    if library not in _registered_after:
+        _registered_after.add(library)
+        os.register_at_fork(before=_before_fork)
+
+
+os.register_at_fork(before=_before_fork)

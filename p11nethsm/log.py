@@ -61,6 +61,9 @@ def real():
     with _lock:
         if _real is None:
             own = _own_logger()
+            from p11nethsm import forksafe
+
+            forksafe.register_after("loguru")
             for step in _pending:
                 step(own)
             _pending.clear()

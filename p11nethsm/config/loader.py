@@ -12,7 +12,11 @@ the `slots` of all files are concatenated in file order; for every other (scalar
 Validation: every key of the documented format plus the later vendor keys `disable_threads`,
 `disable_thread_pool`, `certificate_format`, and our per-instance `ca_file`. An unknown key is
 not fatal: it is reported (file, key path, closest known key) in `LoadResult.warnings`, which
-C_Initialize logs. Anything malformed raises ConfigError(file, key, problem).
+C_Initialize logs; a key known at another level is reported with the place it belongs. Anything
+malformed raises ConfigError(file, key, problem). Values that would load and then break every call
+are malformed too: numbers outside `LIMITS` (kernel limits of the TCP keepalive options, finite
+seconds), an instance URL that is not https://host[:1-65535]/path, a `log_file` that cannot be
+opened for appending.
 """
 
 from __future__ import annotations
@@ -107,6 +111,31 @@ KEEPALIVE_KEYS = frozenset({"time_seconds", "interval_seconds", "retries"})
 UDP_KEYS = frozenset({"to_addr", "from_addr"})
 ALL_KEYS = TOP_KEYS | SLOT_KEYS | USER_KEYS | INSTANCE_KEYS | RETRY_KEYS | KEEPALIVE_KEYS | UDP_KEYS
 
+# Where each group of keys belongs, for a known key found at the wrong level.
+PLACES = (
+    (TOP_KEYS, "at the top level of the file"),
+    (SLOT_KEYS, "in a slot (slots[])"),
+    (INSTANCE_KEYS, "in an instance (slots[].instances[])"),
+    (USER_KEYS, "in slots[].operator or slots[].administrator"),
+    (RETRY_KEYS, "in slots[].retries"),
+    (KEEPALIVE_KEYS, "in slots[].tcp_keepalive"),
+    (UDP_KEYS, "in syslog_udp"),
+)
+
+# Allowed ranges of numeric keys (by key name in its mapping): (minimum, maximum, why the maximum).
+# The keepalive maxima are Linux's (MAX_TCP_KEEPIDLE/KEEPINTVL 32767, MAX_TCP_KEEPCNT 127): the
+# kernel refuses larger values, which would fail every connection. Seconds are finite.
+LIMITS = {
+    "max_idle_connections": (1, 1024, "idle connections kept per instance"),
+    "count": (0, 100, "retries per API call"),
+    "delay_seconds": (0, 3600, "one hour"),
+    "timeout_seconds": (0, 86400, "one day; leave it out for no timeout"),
+    "connections_max_idle_duration": (0, 31536000, "one year; leave it out for unlimited"),
+    "time_seconds": (1, 32767, "the kernel's limit of TCP_KEEPIDLE"),
+    "interval_seconds": (1, 32767, "the kernel's limit of TCP_KEEPINTVL"),
+    "retries": (1, 127, "the kernel's limit of TCP_KEEPCNT"),
+}
+
 
 class _Reader:
     """Typed access to one mapping of one file, with the key path for messages."""
@@ -120,7 +149,12 @@ class _Reader:
         for key in data:
             if not isinstance(key, str):
                 raise ConfigError(f"key {key!r} is not a string", file=file, key=path or "(top level)")
-            if key not in known:
+            if key not in known and key in ALL_KEYS:
+                places = " or ".join(where for keys, where in PLACES if key in keys)
+                here = f"in {self.path}" if self.path else "at the top level"
+                warnings.append(f"{file}: key '{self.key(key)}' ignored: '{key}' is not a setting {here}, "
+                                f"it belongs {places}")
+            elif key not in known:
                 import difflib
 
                 close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6) or \
@@ -161,24 +195,38 @@ class _Reader:
             raise self.error(name, f"must be true or false, got {value!r}")
         return value
 
+    def _range(self, name: str, minimum: int) -> tuple[int, int | None, str]:
+        low, high, why = LIMITS.get(name, (minimum, None, ""))
+        return max(low, minimum), high, why
+
+    def _range_text(self, low, high, why) -> str:
+        if high is None:
+            return f">= {low}"
+        return f"from {low} to {high}" + (f" ({why})" if why else "")
+
     def int(self, name: str, *, minimum: int = 0) -> int | None:
         value = self.data.get(name)
         if value is None:
             return None
+        low, high, why = self._range(name, minimum)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(name, f"must be an integer, got {value!r}")
-        if value < minimum:
-            raise self.error(name, f"must be >= {minimum}, got {value}")
+            raise self.error(name, f"must be an integer {self._range_text(low, high, why)}, got {value!r}")
+        if value < low or (high is not None and value > high):
+            raise self.error(name, f"must be {self._range_text(low, high, why)}, got {value}")
         return value
 
     def seconds(self, name: str) -> float | None:
         value = self.data.get(name)
         if value is None:
             return None
+        low, high, why = self._range(name, 0)
+        allowed = f"a number of seconds {self._range_text(low, high, why)}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(name, f"must be a number of seconds, got {value!r}")
-        if value < 0:
-            raise self.error(name, f"must be >= 0, got {value}")
+            raise self.error(name, f"must be {allowed}, got {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):  # YAML .nan / .inf
+            raise self.error(name, f"must be {allowed}, got {value}")
+        if value < low or (high is not None and value > high):
+            raise self.error(name, f"must be {allowed}, got {value}")
         return float(value)
 
     def sub(self, name: str, known: frozenset[str], warnings: list[str]) -> _Reader | None:
@@ -233,10 +281,48 @@ def _user(r: _Reader, name: str, env: Mapping[str, str], warnings: list[str]) ->
     return UserConfig(username=username, password=password or None)
 
 
+_URL_EXAMPLE = "https://host:8443/api/v1"
+
+
+def _url(r: _Reader, warnings: list[str]) -> str:
+    """The instance URL, checked as the client will use it: https (the NetHSM serves nothing else,
+    the client speaks nothing else), a host, a port 1-65535, no user info (it would be logged with
+    the URL), no query or fragment."""
+    from urllib.parse import urlsplit
+
+    url = r.str("url", required=True, nonempty=True).strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        parts = None
+    try:
+        port = parts.port if parts is not None else None
+    except ValueError:  # out of range or not a number
+        port = -1
+    safe = url
+    if parts is not None and "@" in parts.netloc:
+        safe = url.replace(parts.netloc.rpartition("@")[0] + "@", "***@", 1)  # never echo a password
+    if parts is None or parts.scheme.lower() != "https":
+        raise r.error("url", f"must be an https URL like {_URL_EXAMPLE}, got {safe!r}")
+    if "@" in parts.netloc:
+        raise r.error("url", f"must not contain a user name or password (set them in operator/administrator), "
+                             f"got {safe!r}")
+    if not parts.hostname:
+        raise r.error("url", f"has no host name (like {_URL_EXAMPLE}), got {safe!r}")
+    if port == -1 or port == 0:
+        raise r.error("url", f"port must be a number from 1 to 65535, got {safe!r}")
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise r.error("url", f"must not contain spaces or control characters, got {safe!r}")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise r.error("url", f"must not have a query or fragment (like {_URL_EXAMPLE}), got {safe!r}")
+    if not parts.path.endswith("/api/v1"):
+        warnings.append(f"{r.file}: key '{r.key('url')}': {safe!r} does not end with /api/v1, where the "
+                        f"NetHSM REST API is (like {_URL_EXAMPLE})")
+    return url
+
+
 def _instance(r: _Reader, warnings: list[str]) -> InstanceConfig:
-    url = r.str("url", required=True, nonempty=True).rstrip("/")
-    if not (url.startswith("https://") or url.startswith("http://")):
-        raise r.error("url", f"must be an http(s) URL like https://host:8443/api/v1, got {url!r}")
+    url = _url(r, warnings)
     fps = []
     for i, fp in enumerate(r.list("sha256_fingerprints")):
         key = f"sha256_fingerprints[{i}]"
@@ -291,7 +377,7 @@ def _slot(r: _Reader, env: Mapping[str, str], warnings: list[str]) -> SlotConfig
         raise r.error("certificate_format", f"must be PEM or DER, got {fmt!r}")
     timeout = r.seconds("timeout_seconds")
     if timeout == 0:
-        raise r.error("timeout_seconds", "must be > 0 (leave it out for no timeout)")
+        raise r.error("timeout_seconds", "must be > 0 and at most 86400 (leave it out for no timeout)")
     return SlotConfig(
         label=label,
         instances=instances,
@@ -322,6 +408,10 @@ def _top_scalars(r: _Reader, warnings: list[str]) -> dict[str, Any]:
     for name in ("log_file", "syslog_socket", "syslog_hostname", "syslog_process"):
         if r.has(name):
             out[name] = r.str(name, nonempty=True)
+    if out.get("log_file") not in (None, "-"):
+        problem = log_file_problem(out["log_file"])
+        if problem:
+            raise r.error("log_file", problem)
     if r.has("syslog_tcp"):
         out["syslog_tcp"] = _hostport(r, "syslog_tcp", r.str("syslog_tcp"))
     if r.has("syslog_udp"):
@@ -343,6 +433,27 @@ def _top_scalars(r: _Reader, warnings: list[str]) -> dict[str, Any]:
         raise ConfigError(f"only one syslog target can be configured, this file sets {', '.join(targets)}",
                           file=r.file, key=targets[1])
     return out
+
+
+def log_file_problem(path: str) -> str | None:
+    """Why `path` cannot be appended to, or None. Nothing is created: an existing file is opened
+    for appending (and closed), a new one needs an existing, writable directory."""
+    if os.path.isdir(path):
+        return f"{path} is a directory, not a file"
+    if os.path.exists(path):
+        try:
+            with open(path, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            return f"{path} cannot be opened for appending: {exc.strerror or exc}"
+        return None
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        what = "is not a directory" if os.path.exists(directory) else "does not exist"
+        return f"the directory {directory} of {path} {what}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"{path} cannot be created: the directory {directory} is not writable"
+    return None
 
 
 def _read_yaml(path: str) -> Any:

@@ -9,7 +9,7 @@ import threading
 from p11nethsm.log import logger
 
 import p11nethsm
-from p11nethsm import dispatch, library, logging_setup
+from p11nethsm import dispatch, forksafe, library, logging_setup
 from p11nethsm.ck.cdata import blank_padded
 from p11nethsm.ck.constants import CKF
 from p11nethsm.ck.errors import (
@@ -89,10 +89,17 @@ def C_Initialize(pInitArgs):
             logging_setup.configure_fallback("Info")
             logger.error("C_Initialize failed: {}", exc)
             raise FunctionFailed(str(exc)) from None
-        logging_setup.configure(result.config)
+        try:
+            logging_setup.configure(result.config)
+        except OSError as exc:  # log_file checked at load, but its directory can go away since
+            logging_setup.configure_fallback("Info")
+            problem = f"configuration error: key 'log_file': {result.config.log_file}: {exc.strerror or exc}"
+            logger.error("C_Initialize failed: {}", problem)
+            raise FunctionFailed(problem) from None
         for warning in result.warnings:
             logger.warning("configuration: {}", warning)
         _warn_insecure(result.config)
+        forksafe.prepare()
         lib = library.initialize(result.config, threads_allowed=threads)
         logger.info(
             "p11nethsm {} initialized: {} slot(s) from {}; threads {}",

@@ -22,7 +22,7 @@ import time
 from enum import Enum
 
 from p11nethsm.config.model import InstanceConfig
-from p11nethsm.forksafe import SectionSSLSocket, native_section
+from p11nethsm.forksafe import native_section
 
 
 class TLSMode(Enum):
@@ -77,6 +77,14 @@ def pin_matches(der: bytes, pins: tuple[bytes, ...]) -> tuple[bool, bytes]:
     for pin in pins:
         ok |= hmac.compare_digest(digest, pin)
     return ok, digest
+
+
+class SectionSSLSocket(ssl.SSLSocket):
+    """An SSLSocket whose handshake is a fork-safety section (p11nethsm.forksafe)."""
+
+    def do_handshake(self, *args, **kwargs):
+        with native_section():
+            return super().do_handshake(*args, **kwargs)
 
 
 _monotonic = time.monotonic

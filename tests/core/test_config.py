@@ -182,7 +182,7 @@ def test_removed_vendor_key_is_accepted(write_config):
         ("slots: [{label: A, operator: {username: o}, instances: [{url: 'https://a', ca_file: /nonexistent.pem}]}]",
          "slots[0].instances[0].ca_file", "does not exist"),
         ("slots: [{label: A, operator: {username: o}, instances: [{url: 'https://a'}], retries: {count: -1}}]",
-         "slots[0].retries.count", ">= 0"),
+         "slots[0].retries.count", "from 0 to 100"),
         ("slots: [{label: A, operator: {username: o}, instances: [{url: 'https://a'}], timeout_seconds: soon}]",
          "slots[0].timeout_seconds", "seconds"),
         ("slots: [{label: A, operator: {username: o}, instances: [{url: 'https://a'}], certificate_format: CRT}]",

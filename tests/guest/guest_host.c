@@ -8,6 +8,11 @@
  *                                              that never answers; the test sends SIGINT. With
  *                                              "handler" the host has its own SIGINT handler
  *                                              (exit status 42), else SIG_DFL.
+ *   guest_host process MODULE SLOT PIN LABEL   the rest of the process state a library must leave
+ *                                              alone: locale, umask, cwd, environment, flags of
+ *                                              fds 0-2, resource limits; before vs after
+ *                                              init + sign + finalize
+ *   guest_host init MODULE SLOT                C_Initialize; prints its rv; C_Finalize if it was OK
  *   guest_host fork MODULE SLOT PIN LABEL NFORKS THREADS SPACING_US
  *                                              C_Initialize, THREADS threads make their first
  *                                              calls and keep signing; meanwhile NFORKS children
@@ -20,11 +25,15 @@
 #define _GNU_SOURCE 1
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <locale.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -213,6 +222,56 @@ static int mode_signals(void)
     return 0;
 }
 
+/* ------------------------------------------------------------------ process state */
+
+extern char **environ;
+
+static void process_state(char *out, size_t n)
+{
+    size_t off = 0;
+#define ADD(...) off += (size_t)snprintf(out + off, off < n ? n - off : 0, __VA_ARGS__)
+    ADD("locale=%s\n", setlocale(LC_ALL, NULL));
+    mode_t m = umask(022);
+    umask(m);
+    ADD("umask=%o\n", (unsigned)m);
+    char cwd[4096];
+    ADD("cwd=%s\n", getcwd(cwd, sizeof cwd) ? cwd : "?");
+    for (char **e = environ; *e; e++)
+        ADD("env %s\n", *e);
+    for (int fd = 0; fd < 3; fd++)
+        ADD("fd%d fl=%#x fd=%#x\n", fd, fcntl(fd, F_GETFL), fcntl(fd, F_GETFD));
+    static const int lims[] = {RLIMIT_NOFILE, RLIMIT_STACK, RLIMIT_CORE, RLIMIT_AS, RLIMIT_NPROC};
+    for (size_t i = 0; i < sizeof lims / sizeof lims[0]; i++) {
+        struct rlimit rl;
+        getrlimit(lims[i], &rl);
+        ADD("rlimit%d=%llu/%llu\n", lims[i], (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+    }
+#undef ADD
+}
+
+static int mode_process(void)
+{
+    static char before[1 << 16], after[1 << 16];
+    process_state(before, sizeof before);
+    CK_RV rv = initialize();
+    const char *step = "C_Initialize";
+    if (rv == CKR_OK)
+        rv = sign_once(&step);
+    if (rv == CKR_OK && (rv = FN(fn_ptr, C_Finalize)(NULL)) != CKR_OK)
+        step = "C_Finalize";
+    if (rv != CKR_OK) {
+        fprintf(stderr, "FAIL %s 0x%lx\n", step, rv);
+        return 1;
+    }
+    process_state(after, sizeof after);
+    if (strcmp(before, after) != 0) {
+        fprintf(stderr, "FAIL process state changed\n--- before\n%s--- after\n%s", before, after);
+        return 1;
+    }
+    fprintf(stderr, "RESULT ok\n");
+    return 0;
+}
+
 /* ------------------------------------------------------------------ stall + SIGINT */
 
 static void host_int(int sig)
@@ -374,6 +433,18 @@ int main(int argc, char **argv)
         PIN = argv[4];
         LABEL = argv[5];
         return mode_signals();
+    }
+    if (strcmp(mode, "process") == 0 && argc == 6) {
+        PIN = argv[4];
+        LABEL = argv[5];
+        return mode_process();
+    }
+    if (strcmp(mode, "init") == 0) {
+        CK_RV rv = initialize();
+        fprintf(stderr, "RESULT C_Initialize=0x%lx\n", rv);
+        if (rv == CKR_OK)
+            FN(fn_ptr, C_Finalize)(NULL);
+        return 0;
     }
     if (strcmp(mode, "stall") == 0)
         return mode_stall(argc > 4 && strcmp(argv[4], "handler") == 0);

@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 
-from guestenv import MODULE, host_env
+from guestenv import MODULE, PY, host_env
 
 ROUNDS = int(os.environ.get("P11NETHSM_FORK_ROUNDS", "10"))
 FORKS_PER_ROUND = 10
@@ -45,3 +45,21 @@ def test_forks_under_eight_thread_load_never_deadlock(guest_host, hsm_config):
     assert totals["forks"] == ROUNDS * FORKS_PER_ROUND >= 100
     assert totals["hung"] == 0 and totals["failed"] == 0 and not problems, "\n---\n".join(problems)
     assert totals["ok"] == totals["forks"]
+
+
+def test_python_host_os_fork_under_load_never_deadlocks(hsm_config):
+    """The same in a Python host (host mode: the shim has no pthread_atfork handlers there; the
+    wait runs as an os.register_at_fork hook), 5 fresh processes x 10 forks."""
+    conf, log = hsm_config
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "py_fork_host.py")
+    totals = [0, 0, 0, 0]
+    for _ in range(5):
+        r = subprocess.run([PY, script, MODULE, "10"], env=host_env(conf), capture_output=True, text=True,
+                           timeout=300)
+        m = re.search(r"RESULT forks=(\d+) ok=(\d+) hung=(\d+) failed=(\d+) thread_failures=(\d+)", r.stdout)
+        assert m, r.stdout + r.stderr[-3000:]
+        totals = [a + int(b) for a, b in zip(totals, m.groups()[:4])]
+        assert m.group(5) == "0", r.stdout
+        assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr[-3000:]
+    print(f"python host: forks {totals[0]}: ok {totals[1]}, hung {totals[2]}, failed {totals[3]}")
+    assert totals == [50, 50, 0, 0]

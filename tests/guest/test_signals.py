@@ -127,3 +127,14 @@ def test_ctrl_c_ends_pkcs11_tool_during_a_stalled_call(stalled_config):
             p.wait()
     assert p.returncode == -signal.SIGINT, f"rc={p.returncode}\n{out}\n{err}"
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def test_rest_of_the_process_state_untouched(guest_host, hsm_config):
+    """Not a reported defect, the same promise: locale, umask, cwd, environment, the flags of fds
+    0-2 and resource limits are the same after init + sign + finalize as before (a guard: an
+    embedded CPython configured differently would set LC_CTYPE from the environment)."""
+    conf, log = hsm_config
+    r = subprocess.run([guest_host, "process", MODULE, "0", "opPassphrase", "p256key"], env=host_env(conf),
+                       capture_output=True, text=True, timeout=120)
+    assert r.stdout == ""
+    assert r.returncode == 0 and "RESULT ok" in r.stderr, r.stderr + log.read_text()[-2000:]
