@@ -13,21 +13,24 @@ One skeleton for every call (style-anchors §5.2):
   412 (PreconditionFailed) → CKR_DEVICE_REMOVED on an open session, else CKR_TOKEN_NOT_PRESENT,
   and the slot's token-presence machine learns the token is gone;
 - anything else → traceback in the log, CKR_GENERAL_ERROR (never kill the host);
-- the call and its CKR are logged by name at Debug. Only pointers and lengths are logged, never
-  the memory behind them, so PINs never reach the log (their lengths do: ulPinLen).
+- with Debug on, the call runs in a call context (p11nethsm.calllog: call id, slot, session, on
+  every line it causes) and ends with one line naming the function, its arguments (mechanism and
+  template attributes by name, PINs and secret values never), the CKR and the duration.
 
-The log line is built only when `logflags.DEBUG` is set: the undebugged path is a flag test, a list
+All of that happens only when `logflags.DEBUG` is set: the undebugged path is a flag test, a list
 index and a call.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from collections.abc import Callable
 
 from p11nethsm.log import logger
 
-from p11nethsm import logflags
+from p11nethsm import calllog, logflags
 
 from p11nethsm.api.errors import NetHSMError, PreconditionFailed, ckr_for
 from p11nethsm.ck.constants import CKR
@@ -39,6 +42,7 @@ from p11nethsm import forksafe  # noqa: F401  (registers the wait before a Pytho
 __all__ = ["entry", "handler", "is_ready", "registered"]
 
 _C_INITIALIZE = INDEX["C_Initialize"]
+_C_OPEN_SESSION = INDEX["C_OpenSession"]
 _NAMES = tuple(f.name for f in FUNCTIONS)
 _ARGNAMES = tuple(tuple(a.name for a in f.args) for f in FUNCTIONS)
 _HAS_SESSION = tuple(bool(f.args) and f.args[0].name == "hSession" for f in FUNCTIONS)
@@ -50,6 +54,12 @@ _NOT_INITIALIZED = int(CKR.CRYPTOKI_NOT_INITIALIZED)
 _GENERAL_ERROR = int(CKR.GENERAL_ERROR)
 
 _ready = False  # set by the C_Initialize / C_Finalize handlers through mark_ready()
+_metrics = None  # p11nethsm.metrics.Metrics while metrics_file is configured (set_metrics)
+
+
+def set_metrics(m) -> None:
+    global _metrics
+    _metrics = m
 
 
 def _make_not_supported(name: str) -> Callable[..., None]:
@@ -125,34 +135,77 @@ def mark_ready(ready: bool) -> None:
 
 def entry(index: int, *args: int) -> int:
     """Run the handler of FUNCTIONS[index] on the raw args; return the CK_RV."""
+    if logflags.DEBUG or _metrics is not None:
+        return _entry_logged(index, args)
     if not _ready and index != _C_INITIALIZE:
-        if logflags.DEBUG:
-            _log_call(index, args, _NOT_INITIALIZED, None)
         return _NOT_INITIALIZED
     try:
         _handlers[index](*args)
     except CKRError as exc:
-        rv = int(exc.rv)
-        if logflags.DEBUG:
-            _log_call(index, args, rv, exc)
-        return rv
+        return int(exc.rv)
     except NetHSMError as exc:
-        rv = _nethsm_error(index, args, exc)
-        if logflags.DEBUG:
-            _log_call(index, args, rv, exc)
-        return rv
+        return _nethsm_error(index, args, exc)
     except Exception:
-        if not _ready:  # C_Finalize tore the module down under this call: not a module error
-            if logflags.DEBUG:
-                _log_call(index, args, _NOT_INITIALIZED, None)
-            return _NOT_INITIALIZED
-        logger.exception("{}: unexpected error, returning CKR_GENERAL_ERROR", _NAMES[index])
-        if logflags.DEBUG:
-            _log_call(index, args, _GENERAL_ERROR, None)
-        return _GENERAL_ERROR
-    if logflags.DEBUG:
-        _log_call(index, args, _OK, None)
+        return _unexpected(index)
     return _OK
+
+
+def _unexpected(index: int) -> int:
+    if not _ready:  # C_Finalize tore the module down under this call: not a module error
+        return _NOT_INITIALIZED
+    logger.exception("{}: unexpected error, returning CKR_GENERAL_ERROR", _NAMES[index])
+    return _GENERAL_ERROR
+
+
+def _entry_logged(index: int, args: tuple[int, ...]) -> int:
+    """`entry` with Debug on or metrics_file set: with Debug, the call runs in a call context
+    (p11nethsm.calllog), so every line it causes carries its call id, slot and session, and ends
+    with one call line; with metrics, the call is counted by function and CKR."""
+    if logflags.DEBUG:
+        slot_id, session_id = _target_ids(index, args)
+        ctx = calllog.begin(_NAMES[index], slot_id, session_id)
+    else:
+        ctx = None
+    exc_seen: BaseException | None = None
+    try:
+        if not _ready and index != _C_INITIALIZE:
+            rv = _NOT_INITIALIZED
+        else:
+            try:
+                _handlers[index](*args)
+                rv = _OK
+            except CKRError as exc:
+                rv, exc_seen = int(exc.rv), exc
+            except NetHSMError as exc:
+                rv, exc_seen = _nethsm_error(index, args, exc), exc
+            except Exception:
+                rv = _unexpected(index)
+        if ctx is not None:
+            if rv == _OK and index == _C_OPEN_SESSION and args[4]:  # the new session's lines name it
+                ctx.session = ctypes.c_ulong.from_address(args[4]).value
+            _log_call(index, args, rv, exc_seen, ctx)
+    finally:
+        if ctx is not None:
+            ctx.end()
+    m = _metrics
+    if m is not None:
+        m.call(_NAMES[index], _CKR_NAMES.get(rv, f"{rv:#x}"))
+    return rv
+
+
+def _target_ids(index: int, args: tuple[int, ...]) -> tuple[int | None, int | None]:
+    """(slot id, session handle) a call names, for its log lines."""
+    if not args:
+        return None, None
+    if _HAS_SESSION[index]:
+        from p11nethsm import library
+
+        lib = library.current()
+        session = lib.sessions.get(args[0]) if lib is not None else None
+        return (session.slot.slot_id if session is not None else None), args[0]
+    if _HAS_SLOT[index]:
+        return args[0], None
+    return None, None
 
 
 def _nethsm_error(index: int, args: tuple[int, ...], exc: NetHSMError) -> int:
@@ -187,27 +240,32 @@ def _call_target(index: int, args: tuple[int, ...]):
     return None, None
 
 
-def _log_call(index: int, args: tuple[int, ...], rv: int, exc: BaseException | None) -> None:
-    parts = []
-    for name, value in zip(_ARGNAMES[index], args):
-        if name[0] == "p" or name == "RandomData" or name == "Notify":
-            parts.append(f"{name}={value:#x}" if value else f"{name}=NULL")
-        else:
-            parts.append(f"{name}={value}")
+def _log_call(index: int, args: tuple[int, ...], rv: int, exc: BaseException | None, ctx) -> None:
+    name = _NAMES[index]
+    try:
+        text = calllog.describe_args(name, _ARGNAMES[index], args, rv)
+    except Exception as err:  # a log line must never change the call's result
+        text = f"<arguments not rendered: {type(err).__name__}>"
     rv_name = _CKR_NAMES.get(rv, f"{rv:#x}")
-    detail = f" ({exc})" if exc is not None and str(exc) else ""
-    logger.debug("{}({}) = {}{}", _NAMES[index], ", ".join(parts), rv_name, detail)
+    reason = str(exc) if exc is not None else ""
+    ms = (calllog.time.perf_counter() - ctx.start) * 1000.0
+    logger.debug("{}({}) = {}{} [{:.1f} ms]", name, text, rv_name, f" ({reason})" if reason else "", ms,
+                 kind="call", ckr=rv_name, reason=reason, ms=round(ms, 3))
 
 
 def _after_fork_in_child() -> None:
     """A forked child starts uninitialized: drop sessions, pools and slots without closing the
     parent's connections (closing a TLS socket here would write on the parent's stream)."""
-    global _ready
+    global _ready, _metrics
     _ready = False
+    _metrics = None
     try:
         from p11nethsm import library
 
         library.drop_in_child()
+        metrics = sys.modules.get("p11nethsm.metrics")
+        if metrics is not None:
+            metrics.drop_in_child()
     except Exception:  # pragma: no cover - must never raise in a fork hook
         pass
 

@@ -40,7 +40,7 @@ import threading
 import time
 from collections import namedtuple
 
-from p11nethsm import log, logflags
+from p11nethsm import calllog, log, logflags
 
 __all__ = ["configure", "configure_fallback", "SyslogSink", "FACILITIES", "LEVELS", "reset"]
 
@@ -211,15 +211,73 @@ def _ours(record) -> bool:
     return name == "p11nethsm" or name.startswith("p11nethsm.")
 
 
-_STDERR_FORMAT = "{time:YYYY-MM-DDTHH:mm:ss.SSSZZ} p11nethsm[{process}] {extra[lvl]} {name}: {message}"
+_STDERR_FORMAT = ("{time:YYYY-MM-DDTHH:mm:ss.SSSZZ} p11nethsm[{process}] {extra[lvl]} [{extra[where]}] {name}: "
+                  "{message}")
 
 _handler_ids: list[int] = []
 _syslog_sinks: list[SyslogSink] = []
 
 
+def _where(record) -> str:
+    """`thread` or `thread call=N C_Fn slot=S session=H`: the call a line belongs to (calllog)."""
+    where = record["thread"].name
+    ctx = calllog.current()
+    if ctx is not None:
+        where += f" call={ctx.id} {ctx.function}"
+        if ctx.slot is not None:
+            where += f" slot={ctx.slot}"
+        if ctx.session is not None:
+            where += f" session={ctx.session}"
+    return where
+
+
 def _stream_format(record) -> str:
-    record["extra"]["lvl"] = _level_name(record["level"].name)
+    extra = record["extra"]
+    extra["lvl"] = _level_name(record["level"].name)
+    extra["where"] = _where(record)
     return _STDERR_FORMAT + "\n{exception}"
+
+
+# Fields of a JSON line, in this order; a line has those that apply (see README "Logging").
+_JSON_EXTRA = ("kind", "machine", "source", "event", "target", "ckr", "reason", "ms", "instance", "method",
+               "path", "status")
+
+
+def json_line(record) -> str:
+    """One JSON object for a record (log_format: json)."""
+    import json
+
+    extra = record["extra"]
+    out = {
+        "time": record["time"].isoformat(timespec="milliseconds"),
+        "level": _level_name(record["level"].name),
+        "pid": record["process"].id,
+        "thread": record["thread"].name,
+        "logger": record["name"],
+    }
+    ctx = calllog.current()
+    if ctx is not None:
+        out["call"] = ctx.id
+        out["function"] = ctx.function
+        if ctx.slot is not None:
+            out["slot"] = ctx.slot
+        if ctx.session is not None:
+            out["session"] = ctx.session
+    for key in _JSON_EXTRA:
+        if key in extra and extra[key] is not None:
+            out[key] = extra[key]
+    out["message"] = record["message"]
+    if record["exception"] is not None:
+        import traceback
+
+        exc = record["exception"]
+        out["exception"] = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+    return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def _json_format(record) -> str:
+    record["extra"]["json"] = json_line(record)
+    return "{extra[json]}\n"
 
 
 def reset() -> None:
@@ -259,15 +317,15 @@ def _stderr_sink(message) -> None:
         stream.flush()
 
 
-def _add_stream(level: str) -> None:
-    _add(_stderr_sink, level, format=_stream_format, colorize=False, backtrace=False,
+def _add_stream(level: str, fmt=None) -> None:
+    _add(_stderr_sink, level, format=fmt or _stream_format, colorize=False, backtrace=False,
          diagnose=False)
 
 
-def _add_file(path: str, level: str) -> None:
+def _add_file(path: str, level: str, fmt=None) -> None:
     with open(path, "a", encoding="utf-8"):  # fail now (C_Initialize), not at the first line
         pass
-    _add(path, level, format=_stream_format, mode="a", encoding="utf-8", colorize=False,
+    _add(path, level, format=fmt or _stream_format, mode="a", encoding="utf-8", colorize=False,
          backtrace=False, diagnose=False, enqueue=False)
 
 
@@ -323,16 +381,17 @@ def configure(config) -> None:
         syslog = SyslogTarget("udp", config.syslog_udp.to_addr, config.syslog_udp.from_addr)
     elif config.syslog_tcp:
         syslog = SyslogTarget("tcp", config.syslog_tcp)
+    fmt = _json_format if getattr(config, "log_format", "text") == "json" else None
     if config.log_file:
         if config.log_file == "-":
-            _add_stream(level)
+            _add_stream(level, fmt)
         else:
-            _add_file(config.log_file, level)
+            _add_file(config.log_file, level, fmt)
     if syslog is None and not config.log_file:
         path = default_socket()
         if path is not None:
             syslog = SyslogTarget("unix", path)
-        _add_stream(level)
+        _add_stream(level, fmt)
     if syslog is not None:
         _add_syslog(syslog, level, facility=facility, hostname=config.syslog_hostname,
                     process=config.syslog_process, pid=config.syslog_pid)

@@ -270,6 +270,9 @@ class NetHSM:
         self._checker = None
         self._checker_lock = threading.Lock()
         self._closed = False
+        from p11nethsm import metrics  # noqa: PLC0415
+
+        self._metrics = metrics.current()  # None unless metrics_file is configured
 
     def __repr__(self) -> str:
         return f"NetHSM({self.slot.label!r}, {list(self._instances.all)})"
@@ -328,6 +331,7 @@ class NetHSM:
             deadline = min(_monotonic() + timeout, end) if timeout else None
             try:
                 data = body(self._caps_of(inst)) if callable(body) else body  # built for this firmware
+                started = _monotonic()
                 status, ctype, data = inst.pool.exchange(method, inst.base + path, data, headers,
                                                          deadline=deadline)
             except ExchangeError as exc:
@@ -335,6 +339,8 @@ class NetHSM:
                 if _refused(exc) and self._instances.any_usable_but(inst):
                     # Nothing was sent and no time was spent: going to the next member of the
                     # cluster is failover, not a retry (one node down must not fail calls).
+                    if self._metrics is not None:
+                        self._metrics.failover(self.slot.label, inst.name)
                     inst.mark_failed(str(exc))
                     self._kick_checker()
                     continue
@@ -342,11 +348,13 @@ class NetHSM:
                 continue
             except BodyTooLarge:
                 raise self._bad(inst.name, method, path, None, "answer larger than the size limit") from None
+            if self._metrics is not None:
+                self._metrics.request(self.slot.label, inst.name, _monotonic() - started)
             if status < 300:
                 if recovers and not inst.usable:
                     inst.mark_recovered()
-                if logflags.TRACE:
-                    logger.trace("{} {}{} -> {}", method, inst.name, path, status)
+                if logflags.DEBUG:
+                    _log_request(method, inst.name, path, status, _monotonic() - started)
                 return status, ctype, data, inst.name
             err = self._status_error(inst.name, method, path, status, ctype, data, creds)
             if status == 412 or status >= 500:
@@ -371,6 +379,10 @@ class NetHSM:
 
         inst.mark_failed(f"{err.status}" if err.status else str(err.args[0] if err.args else err))
         self._kick_checker()
+        if self._metrics is not None:
+            self._metrics.retry(self.slot.label, inst.name)
+            if self._instances.any_usable_but(inst):
+                self._metrics.failover(self.slot.label, inst.name)
         if end is not None and _monotonic() >= end:
             policy = policy.out_of_time()
         policy = policy.increment(Failure(inst.name, err, maybe_processed))
@@ -416,7 +428,10 @@ class NetHSM:
         cls = TLSVerificationError if _is_cert_error(exc.cause) else TransportError
         err = cls(str(exc), instance=inst.name, method=method, path=path)
         err.__cause__ = exc.cause
-        logger.warning("{} {}{}: no answer ({})", method, inst.name, path, exc)
+        if self._metrics is not None:
+            self._metrics.error(self.slot.label, inst.name, "tls" if cls is TLSVerificationError else "transport")
+        logger.warning("{} {}{}: no answer ({})", method, inst.name, path, exc, kind="request", instance=inst.name,
+                       method=method, path=path, status=None, reason=str(exc))
         return err
 
     def _status_error(self, instance: str, method: str, path: str, status: int, ctype: str,
@@ -431,6 +446,8 @@ class NetHSM:
                 message = parsed["message"][:_MESSAGE_MAX]
         if status == 401 and creds is not None:
             self._last_401[creds.username] = time.monotonic()
+        if self._metrics is not None:
+            self._metrics.error(self.slot.label, instance, f"http_{status}")
         if status == 403 and method == "POST" and _KEY_USE.match(path):
             key_id, user = unquote(_KEY_USE.match(path).group(1)), creds.username if creds else "?"
             logger.warning("key {!r} may not be used by user {!r}: {} {}{} -> 403{} (key restriction tags)",
@@ -441,10 +458,13 @@ class NetHSM:
         err = cls(f"HTTP {status}", instance=instance, method=method, path=path, status=status,
                   server_message=message)
         level = "WARNING" if status >= 500 or status in (412, 429) else "INFO" if status in (401, 403) else "DEBUG"
-        logger.log(level, "{} {}{} -> {}{}", method, instance, path, status, f": {message}" if message else "")
+        logger.log(level, "{} {}{} -> {}{}", method, instance, path, status, f": {message}" if message else "",
+                   kind="request", instance=instance, method=method, path=path, status=status, reason=message)
         return err
 
     def _bad(self, instance: str, method: str, path: str, status: int | None, reason: str) -> BadResponse:
+        if self._metrics is not None:
+            self._metrics.error(self.slot.label, instance, "bad_response")
         logger.error("{} {}{} -> {}: bad response: {}", method, instance, path, status, reason)
         return BadResponse(reason, instance=instance, method=method, path=path, status=status)
 
@@ -689,6 +709,12 @@ class NetHSM:
             out.append(chunk)
             left -= n
         return b"".join(out)
+
+
+def _log_request(method: str, instance: str, path: str, status: int, seconds: float) -> None:
+    ms = seconds * 1000.0
+    logger.debug("{} {}{} -> {} ({:.1f} ms)", method, instance, path, status, ms, kind="request",
+                 instance=instance, method=method, path=path, status=status, ms=round(ms, 3))
 
 
 def _with_label(body: dict, label: str | None):

@@ -97,7 +97,7 @@ def load(env: Mapping[str, str] | None = None) -> LoadResult:
 _TOP_SCALARS = (
     "enable_set_attribute_value", "log_level", "log_file", "syslog_socket", "syslog_udp",
     "syslog_tcp", "syslog_facility", "syslog_hostname", "syslog_process", "syslog_pid",
-    "disable_threads", "disable_thread_pool",
+    "disable_threads", "disable_thread_pool", "log_format", "metrics_file", "metrics_interval_seconds",
 )
 TOP_KEYS = frozenset((*_TOP_SCALARS, "slots"))
 SLOT_KEYS = frozenset({
@@ -134,6 +134,7 @@ LIMITS = {
     "time_seconds": (1, 32767, "the kernel's limit of TCP_KEEPIDLE"),
     "interval_seconds": (1, 32767, "the kernel's limit of TCP_KEEPINTVL"),
     "retries": (1, 127, "the kernel's limit of TCP_KEEPCNT"),
+    "metrics_interval_seconds": (1, 86400, "one day"),
 }
 
 
@@ -405,13 +406,24 @@ def _top_scalars(r: _Reader, warnings: list[str]) -> dict[str, Any]:
         if not match:
             raise r.error("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
         out["log_level"] = match[0]
-    for name in ("log_file", "syslog_socket", "syslog_hostname", "syslog_process"):
+    for name in ("log_file", "syslog_socket", "syslog_hostname", "syslog_process", "metrics_file"):
         if r.has(name):
             out[name] = r.str(name, nonempty=True)
     if out.get("log_file") not in (None, "-"):
         problem = log_file_problem(out["log_file"])
         if problem:
             raise r.error("log_file", problem)
+    if out.get("metrics_file"):
+        problem = log_file_problem(out["metrics_file"].replace("{pid}", "0"))
+        if problem:
+            raise r.error("metrics_file", problem)
+    if r.has("log_format"):
+        fmt = r.str("log_format").lower()
+        if fmt not in ("text", "json"):
+            raise r.error("log_format", f"must be text or json, got {fmt!r}")
+        out["log_format"] = fmt
+    if r.has("metrics_interval_seconds"):
+        out["metrics_interval_seconds"] = r.seconds("metrics_interval_seconds")
     if r.has("syslog_tcp"):
         out["syslog_tcp"] = _hostport(r, "syslog_tcp", r.str("syslog_tcp"))
     if r.has("syslog_udp"):

@@ -104,6 +104,9 @@ class Config(_record("Config", [
     ("enable_set_attribute_value", False),  # bool
     ("disable_threads", False),  # bool
     ("disable_thread_pool", False),  # bool
+    ("log_format", "text"),  # str: text | json (one JSON object per line)
+    ("metrics_file", None),  # str | None: Prometheus textfile written by the module
+    ("metrics_interval_seconds", 60.0),  # float: how often metrics_file is rewritten
     ("sources", ()),  # tuple[str, ...]: files read, in order
 ])):
     __slots__ = ()

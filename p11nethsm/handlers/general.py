@@ -106,6 +106,10 @@ def C_Initialize(pInitArgs):
             p11nethsm.__version__, len(lib.slots), ", ".join(result.config.sources),
             "allowed" if lib.threads_allowed else "disabled",
         )
+        if result.config.metrics_file:
+            from p11nethsm import metrics  # only when asked for: C_Initialize stays light
+
+            dispatch.set_metrics(metrics.configure(result.config, lib, threads=lib.threads_allowed))
         dispatch.mark_ready(True)
 
 
@@ -124,6 +128,11 @@ def C_Finalize(pReserved):
         raise ArgumentsBad("pReserved must be NULL")
     with _init_lock:
         dispatch.mark_ready(False)
+        if dispatch._metrics is not None:
+            from p11nethsm import metrics
+
+            dispatch.set_metrics(None)
+            metrics.shutdown()  # the last write, while the instances' health is still known
         library.finalize()
     logger.info("p11nethsm finalized")
 

@@ -26,13 +26,16 @@ __all__ = ["Machine", "TableMachine", "TransitionLog", "State", "TransitionNotAl
 
 
 class TransitionLog:
-    """Listener: logs each transition as `<name>: <source> --<event>--> <target>`."""
+    """Listener: logs each transition as `<name>: <source> --<event>--> <target>` (with the
+    fields machine/source/event/target for the JSON log; the call that caused it, its slot and
+    session come from the call context, p11nethsm.calllog)."""
 
     def __init__(self, name: str):
         self.name = name
 
     def after_transition(self, event, source, target):
-        logger.debug("{}: {} --{}--> {}", self.name, source.id, event, target.id)
+        logger.debug("{}: {} --{}--> {}", self.name, source.id, event, target.id, kind="transition",
+                     machine=self.name, source=source.id, event=str(event), target=target.id)
 
 
 class Machine(StateChart):
@@ -99,7 +102,8 @@ class TableMachine:
             raise TransitionNotAllowed(_EventName(event), {_StateName(source)}) from None
         self.state_id = target
         if logflags.DEBUG:
-            logger.debug("{}: {} --{}--> {}", self.name, source, event, target)
+            logger.debug("{}: {} --{}--> {}", self.name, source, event, target, kind="transition",
+                         machine=self.name, source=source, event=event, target=target)
         return target
 
 
