@@ -3,6 +3,7 @@
     p11nethsm module-path     print the path of the PKCS#11 module (.so) to give to applications
     p11nethsm check-config    load the configuration as C_Initialize would, print its problems,
                               then check every slot/instance: reachable, TLS, device state, logins
+    p11nethsm trace LOG       render a module log (text or JSON) as per-session timelines + summary
     p11nethsm emulator ...    start the NetHSM emulator (the `nethsm-emulator` of this venv)
 """
 
@@ -299,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     check.epilog = ("Exit status: 0 all checks passed, 1 the configuration cannot be loaded, "
                     "2 it loads but a slot/instance check failed.")
     check.set_defaults(func=_check_config)
+    from p11nethsm import trace
+
+    trace.add_parser(sub)
     emu = sub.add_parser("emulator", add_help=False, prefix_chars="\0",
                          help="start the NetHSM emulator (alias of nethsm-emulator; try: emulator --help)",
                          description="Runs the nethsm-emulator of this environment with the given arguments.")
