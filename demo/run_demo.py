@@ -74,6 +74,8 @@ class Demo:
             return "$MODULE"
         if self.work and arg.startswith(str(self.work) + "/"):
             return arg[len(str(self.work)) + 1:]
+        if arg.startswith(str(BIN) + "/"):
+            return arg[len(str(BIN)) + 1:]  # the venv's p11nethsm, nethsm-emulator
         return arg
 
     def run(self, *cmd, show: int = 12, input: bytes | None = None, check: bool = True,
@@ -90,7 +92,7 @@ class Demo:
         limit = None if self.verbose else show
         for ln in lines[:limit]:
             print("      " + ln)
-        if limit is not None and len(lines) > limit:
+        if limit and len(lines) > limit:
             print(f"      ... ({len(lines) - limit} more lines; --verbose shows all)")
         return r
 
@@ -306,6 +308,17 @@ class Demo:
         for ln in picks:
             self.say("  " + ln.split(" ", 1)[1] if " " in ln else ln)
         self.say("(docs/state-machines.md explains every machine; README 'Troubleshooting')")
+
+        self.step("Troubleshooting: `p11nethsm trace` renders the log as per-session timelines")
+        sign = next((ln for ln in log if "C_SignInit(" in ln and "CKM_ECDSA_SHA256" in ln), None)
+        pid = re.search(r"p11nethsm\[(\d+)\]", sign or "")
+        if pid is None:
+            raise DemoError("no C_SignInit with CKM_ECDSA_SHA256 in the module log")
+        self.say("the pkcs11-tool process that signed with ECDSA-SHA256, then the summary of the whole log:")
+        self.run(BIN / "p11nethsm", "trace", "p11nethsm.log", "--pid", pid.group(1), show=40)
+        out = self.run(BIN / "p11nethsm", "trace", "p11nethsm.log", "--slowest", "3", show=0)
+        summary = out.stdout.decode(errors="replace").split("summary:", 1)[-1]
+        self.say("summary:" + summary.rstrip())
 
     def _same(self, expected: Path, got: str) -> None:
         if (self.work / got).read_bytes() != expected.read_bytes():

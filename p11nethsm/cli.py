@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     check.set_defaults(func=_check_config)
     from p11nethsm import trace
 
-    trace.add_parser(sub)
+    trace.add_parser(sub, "trace")
     emu = sub.add_parser("emulator", add_help=False, prefix_chars="\0",
                          help="start the NetHSM emulator (alias of nethsm-emulator; try: emulator --help)",
                          description="Runs the nethsm-emulator of this environment with the given arguments.")

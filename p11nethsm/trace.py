@@ -217,7 +217,8 @@ class Summary:
         top = sorted(self.calls, key=lambda e: e.ms, reverse=True)[:slowest]
         out.append("  slowest calls:" + ("" if top else " none"))
         for ev in top:
-            out.append(f"    {ev.ms:9.1f} ms  {ev.function} (pid {ev.pid}, call {ev.call}, session {ev.session}) = {ev.ckr}")
+            session = f", session {ev.session}" if ev.session is not None else ""
+            out.append(f"    {ev.ms:9.1f} ms  {ev.function} (pid {ev.pid}, call {ev.call}{session}) = {ev.ckr}")
         out.append("  instance health changes:" + ("" if self.health else " none"))
         for ev in self.health:
             out.append(f"    {ev.time} {ev.machine.removeprefix('instance ')}: {ev.source} --{ev.event}--> {ev.target}")
@@ -302,8 +303,8 @@ def _follow(args, keep: Filter, summary: Summary, out) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("trace", help="render a module log (text or JSON) as per-session timelines with a summary",
+def add_parser(sub, name: str = "trace") -> None:
+    p = sub.add_parser(name, help="render a module log (text or JSON) as per-session timelines with a summary",
                        description="Renders a p11nethsm log written with log_level: Debug (text or log_format: json) "
                                    "as per-session timelines: calls with their CKR, state transitions, network "
                                    "requests with instance and status, errors with the CKR name and reason; then "

@@ -64,6 +64,11 @@ def test_demo_runs_end_to_end_and_cleans_up():
                    "--write-object rsa.cert.der --type cert", "identical to the certificate written",
                    "-m RSA-PKCS -i", "-m RSA-PKCS-OAEP", "(matches)", "-->"):
         assert needle in r.stdout, needle
+    # the last step: p11nethsm trace on the demo's own log (a session timeline and the summary)
+    assert re.search(r"\$ p11nethsm trace p11nethsm\.log --pid \d+", r.stdout)
+    assert re.search(r"#\d+ C_SignInit\(.*pMechanism=CKM_ECDSA_SHA256.*\) = CKR_OK", r.stdout)
+    assert re.search(r"net POST https://\S+/sign -> 200", r.stdout)
+    assert re.search(r"calls by CKR: CKR_OK \d+", r.stdout)
     _assert_cleaned_up(*_workdir_and_pid(r.stdout))
 
 
