@@ -3,10 +3,55 @@ set through the control interface, label on generate/import and GET /keys?label=
 cluster member on the other API version. Every response is validated against the matching spec."""
 from __future__ import annotations
 
-from conftest import SPEC_MAIN, Client, b64
-from nethsm_emulator.provision import ADMIN, OPERATOR
+import base64
+import json
+
+import pytest
+import urllib3
+
 from nethsm_emulator.control import ControlClient
+from nethsm_emulator.provision import ADMIN, OPERATOR
 from nethsm_emulator.testing import start_emulator
+from nethsm_emulator.validation import SPEC_MAIN, SPEC_V40, validate
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class Client:
+    """urllib3 client of one instance; every response is validated against `spec`. (Not the
+    conftest's: a test module importing `conftest` gets another directory's in a mixed run.)"""
+
+    def __init__(self, url: str, fingerprint: str, spec: str = SPEC_V40):
+        self.url, self.spec = url, spec
+        self.http = urllib3.PoolManager(cert_reqs="CERT_NONE", assert_fingerprint=fingerprint, retries=False,
+                                        timeout=60)
+
+    def request(self, method, path, auth=None, body=None):
+        headers = urllib3.make_headers(basic_auth=f"{auth[0]}:{auth[1]}") if auth else {}
+        data = None
+        if body is not None:
+            data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+        r = self.http.request(method, self.url + path, body=data, headers=headers)
+        validate(method, self.url + path, r.status, r.headers, r.data, self.spec)
+        r.json = lambda: json.loads(r.data)
+        return r
+
+    def get(self, path, auth=None):
+        return self.request("GET", path, auth)
+
+    def post(self, path, auth=None, body=None):
+        return self.request("POST", path, auth, body)
+
+    def put(self, path, auth=None, body=None):
+        return self.request("PUT", path, auth, body)
+
+
+@pytest.fixture
+def client():
+    with start_emulator(provisioned=True) as run:
+        yield Client(run.url, run.fingerprint)
 
 
 def test_diagnose_only_in_50_and_needs_auth_when_operational(client):
