@@ -45,6 +45,7 @@
 #define CKR_OK 0x0UL
 #define CKR_GENERAL_ERROR 0x5UL
 #define CKR_ARGUMENTS_BAD 0x7UL
+#define CKR_FUNCTION_CANCELED 0x50UL
 #define CKR_BUFFER_TOO_SMALL 0x150UL
 #define CKR_CRYPTOKI_NOT_INITIALIZED 0x190UL
 
@@ -112,6 +113,8 @@ __attribute__((format(printf, 1, 2))) static void p11_log(const char *fmt, ...)
     X(unsigned long, PyLong_AsUnsignedLong, (PyObject *))                                  \
     X(PyObject *, PyErr_Occurred, (void))                                                  \
     X(void, PyErr_Clear, (void))                                                           \
+    X(int, PyErr_ExceptionMatches, (PyObject *))                                           \
+    X(void, PyErr_SetInterrupt, (void))                                                    \
     X(PyObject *, PySys_GetObject, (const char *))                                         \
     X(PyObject *, PyDict_GetItemString, (PyObject *, const char *))                        \
     X(int, PyDict_Next, (PyObject *, Py_ssize_t *, PyObject **, PyObject **))              \
@@ -126,6 +129,7 @@ static struct {
 } py;
 #define PY(name) (py.f_##name)
 static int (*py_is_finalizing)(void);
+static PyObject **py_exc_keyboard_interrupt; /* &PyExc_KeyboardInterrupt */
 
 static int py_load_table(void *handle, const char *where)
 {
@@ -137,6 +141,7 @@ static int py_load_table(void *handle, const char *where)
     }
     P11_PYAPI(P11_PY_LOAD)
 #undef P11_PY_LOAD
+    py_exc_keyboard_interrupt = dlsym(handle, "PyExc_KeyboardInterrupt");
     /* optional: public since 3.13, underscored before */
     *(void **)&py_is_finalizing = dlsym(handle, "Py_IsFinalizing");
     if (!py_is_finalizing)
@@ -838,6 +843,17 @@ static CK_RV call_python(unsigned idx, const uint64_t *a, unsigned n)
     }
     PyObject *res = PY(PyObject_Vectorcall)(entry_fn, argv + 1,
                                             (size_t)(1 + n) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (!res && py_exc_keyboard_interrupt && *py_exc_keyboard_interrupt &&
+        PY(PyErr_ExceptionMatches)(*py_exc_keyboard_interrupt)) {
+        /* Ctrl-C in a Python host: its SIGINT handler raised KeyboardInterrupt
+         * in our code (the main thread was waiting in a call). It is the
+         * host's: trip it again, so the host's handler raises it in the host's
+         * own code as soon as this call returns. */
+        PY(PyErr_Clear)();
+        PY(PyErr_SetInterrupt)();
+        rv = CKR_FUNCTION_CANCELED;
+        goto out;
+    }
     if (!res) {
         p11_log("%s: %s.%s raised; returning CKR_GENERAL_ERROR", p11_names[idx],
                 P11_DISPATCH_MODULE, P11_DISPATCH_ATTR);

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from guestenv import MODULE, host_env
+from guestenv import MODULE, PY, host_env
 from guestenv import write_config
 
 from shutil import which
@@ -107,6 +107,29 @@ def test_ctrl_c_runs_the_hosts_own_handler(guest_host, stalled_config):
     rc, took, out, err = _interrupt_stalled_call(guest_host, conf, peer, "handler")
     assert rc == 42 and "host handler ran" in err, f"rc={rc}\n{err}"
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def test_ctrl_c_in_a_python_host_is_the_hosts_keyboardinterrupt(stalled_config):
+    """A Python host (its SIGINT handler raises KeyboardInterrupt): the interrupt raised inside
+    the module's code during the stalled call is handed back to the host, which ends with its own
+    KeyboardInterrupt; the module prints nothing and does not turn it into CKR_GENERAL_ERROR."""
+    conf, peer = stalled_config
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "py_stall_host.py")
+    p = subprocess.Popen([PY, script, MODULE], env=host_env(conf), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert peer.accepted.wait(30), "the module never connected to the stalling peer"
+        time.sleep(0.3)
+        assert p.poll() is None
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == -signal.SIGINT, f"rc={p.returncode}\n{err}"
+    assert err.rstrip().endswith("KeyboardInterrupt") and "py_stall_host.py" in err, err
+    assert "call_returned" not in err and "p11nethsm" not in err, err
 
 
 @pytest.mark.skipif(which("pkcs11-tool") is None, reason="pkcs11-tool not installed")
