@@ -228,10 +228,11 @@ def _check_instance(slot, index: int, inst, report: _Report, timeout: float) -> 
 
 
 def _check_online(config, warnings: list[str], args) -> int:
-    from loguru import logger
+    from p11nethsm.log import real
 
-    # The module's client logs through loguru; the CLI prints its own verdicts instead. Only the
-    # p11nethsm logger is switched off, and back on afterwards (main() may run inside a host).
+    # The module's client logs through its own loguru logger; the CLI prints its own verdicts
+    # instead. It is switched off, and back on afterwards (main() may run inside a host).
+    logger = real()
     sink = None
     if args.verbose:
         sink = logger.add(sys.stderr, level="DEBUG", format="{time:HH:mm:ss.SSS} {level} {name}: {message}")

@@ -105,3 +105,18 @@ def test_python_host_loguru_and_logging_untouched(hsm, tmp_path):
     # the host's default loguru handler (stderr) still prints the host's lines, and only those
     assert "host loguru line before" in r.stderr and "host loguru line after" in r.stderr, r.stderr[-3000:]
     assert "p11nethsm." not in r.stderr, r.stderr[-3000:]
+
+
+def test_check_config_verbose_shows_the_modules_own_log(hsm, tmp_path):
+    """`check-config -v` adds a sink to the module's own logger (not loguru's global one, which
+    the module no longer uses): the module's lines are shown; without -v they are not."""
+    import os
+
+    cli = os.path.join(os.path.dirname(PY), "p11nethsm")
+    conf = write_config(tmp_path / "p.conf", [slot_yaml("Guest", hsm.url, hsm.fingerprint)],
+                        log_file=tmp_path / "m.log", level="Info")
+    verbose = subprocess.run([cli, "check-config", conf, "-v"], capture_output=True, text=True, timeout=120)
+    quiet = subprocess.run([cli, "check-config", conf], capture_output=True, text=True, timeout=120)
+    assert verbose.returncode == 0 and quiet.returncode == 0, verbose.stdout + verbose.stderr
+    assert "p11nethsm.api.client:" in verbose.stdout + verbose.stderr
+    assert "p11nethsm.api.client:" not in quiet.stdout + quiet.stderr
