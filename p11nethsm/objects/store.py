@@ -147,6 +147,10 @@ class ObjectStore:
                 obj = owned[1]
             elif entry is not None and not (ref[1] == CKO.PUBLIC_KEY and ref[0] in self._hidden):
                 obj = entry.cert if ref[1] == CKO.CERTIFICATE else entry.objects.get(ref[1])
+        if obj is None and owned is None and ref is not None and entry is None and ref[1] != CKO.CERTIFICATE:
+            # a handle given out before its key could be read (manage._added): read it now
+            entry = self.load_key(ref[0])
+            obj = entry.objects.get(ref[1]) if entry is not None else None
         if obj is None:
             raise ObjectHandleInvalid(f"no object with handle {handle}")
         if obj.private and not session.can_see_private():

@@ -228,10 +228,14 @@ class Worker:
             self.p.keep.clear()
 
 
-def fork_child(so: SO, deadline: float) -> None:
-    """In a forked child: initialize, sign once, finalize. Exit 0 done, 1 a spec error, 2 broken."""
+def fork_child(so: SO, deadline: float, stacks: str) -> None:
+    """In a forked child: initialize, sign once, finalize. Exit 0 done, 1 a spec error, 2 broken.
+    A child still running shortly before the parent gives up writes its threads' stacks to `stacks`."""
     code = 2
     try:
+        import faulthandler
+
+        faulthandler.dump_traceback_later(3 * deadline + 5, file=open(stacks, "w"))
         stats = Stats()
         p = Host(so, stats, deadline)
         rv = p("C_Initialize", None)
@@ -245,6 +249,8 @@ def fork_child(so: SO, deadline: float) -> None:
             p("C_Finalize", None)
         if stats.violations:
             code = 2
+        faulthandler.cancel_dump_traceback_later()
+        os.unlink(stacks)  # finished in time: nothing to show
     finally:
         os._exit(code)
 
@@ -293,7 +299,7 @@ def main() -> int:
             samples["warm"] = proc_sample()
         if now >= next_fork:
             next_fork = now + a.fork_every
-            forks[fork_once(so, a.deadline, stats)] += 1
+            forks[fork_once(so, a.deadline, stats, os.path.dirname(os.path.abspath(a.out)))] += 1
         time.sleep(0.1)
     samples.setdefault("warm", proc_sample())
     samples["end"] = proc_sample()
@@ -318,11 +324,12 @@ def main() -> int:
     return 0
 
 
-def fork_once(so: SO, deadline: float, stats: Stats) -> str:
+def fork_once(so: SO, deadline: float, stats: Stats, workdir: str) -> str:
     limit = 3 * deadline + 10
+    stacks = os.path.join(workdir, f"fork-{time.time():.0f}-stacks.txt")
     pid = os.fork()
     if pid == 0:
-        fork_child(so, deadline)
+        fork_child(so, deadline, stacks)
     t = time.monotonic()
     while time.monotonic() - t < limit:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -335,7 +342,7 @@ def fork_once(so: SO, deadline: float, stats: Stats) -> str:
         time.sleep(0.05)
     os.kill(pid, 9)
     os.waitpid(pid, 0)
-    stats.violation(f"fork child hung for {limit:g} s")
+    stats.violation(f"fork child {pid} hung for {limit:g} s (its stacks: {stacks})")
     return "hung"
 
 
