@@ -610,14 +610,21 @@ class NetHSM:
 
     def _resolve_by_looking(self, creds: Credentials, kid: str, exc: NetHSMError, what: str) -> str:
         logger.warning("key {}: outcome of the {} unknown ({}); looking it up", kid, what, exc.describe())
-        try:
-            self.get_key(creds, kid)
-        except NotFound:
-            exc.outcome_unknown = False
-            logger.warning("key {}: the {} did not happen", kid, what)
-            raise exc from None
-        except NetHSMError:
-            raise exc from None
+        # One look per cluster member: the member that took the request (marked unreachable by its
+        # cut answer) may well be the one that can tell, while another is locked (chaos soak).
+        for look in range(len(self._instances), 0, -1):
+            try:
+                self.get_key(creds, kid)
+            except NotFound:
+                exc.outcome_unknown = False
+                logger.warning("key {}: the {} did not happen", kid, what)
+                raise exc from None
+            except NetHSMError as err:
+                if look == 1:
+                    raise exc from None
+                logger.warning("key {}: looking it up failed ({}); looking again", kid, err.describe())
+                continue
+            break
         logger.info("key {}: the {} did happen", kid, what)
         return kid
 

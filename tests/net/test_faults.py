@@ -287,3 +287,23 @@ def test_refused_everywhere_still_fails_within_one_attempt(emu2, make):
     finally:
         emu2.instances[0].up()
         emu2.instances[1].up()
+
+
+def test_unknown_generation_is_looked_up_on_each_member(emu2, make):
+    """Chaos soak finding: the answer to POST /keys/generate is cut on one member (marked
+    unreachable) while the other is locked. The look-up must also ask the member that took the
+    request, not give up on the locked one and leave a key the caller believes absent."""
+    import itertools
+
+    c = make(emu2, timeout=2.0)
+    took, locked = emu2.instances  # same order as the client's instances (make_slot(emu.urls))
+    c._instances._next = itertools.count(0)  # round robin: the POST goes to `took`, the first look-up to `locked`
+    took.cut_body(method="POST", path="/keys/generate$", count=1)
+    locked.lock()
+    try:
+        kid = c.generate_key(admin(emu2), key_type="EC_P256", mechanisms=["ECDSA_Signature"], key_id="cutgen")
+    finally:
+        locked.unlock()
+    assert kid == "cutgen"
+    assert locked.request_count(method="GET", path="/keys/cutgen$", status=412) >= 1  # the scenario happened
+    assert took.request_count(method="GET", path="/keys/cutgen$", status=200) == 1
