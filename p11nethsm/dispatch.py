@@ -270,6 +270,4 @@ def _after_fork_in_child() -> None:
         pass
 
 
-from p11nethsm.forkquiet import before_fork as _before_fork  # noqa: E402
-
-os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+os.register_at_fork(after_in_child=_after_fork_in_child)
