@@ -94,7 +94,7 @@ def find_python(minor: str) -> tuple[dict | None, str]:
 
 # ---------------------------------------------------------------- tree copy
 def ignore_patterns() -> list[str]:
-    pats = [".git"]
+    pats = [".git", "build", ".venv"]  # the copies live in build/: never copy them into themselves
     try:
         with open(os.path.join(ROOT, ".gitignore"), encoding="utf-8") as fh:
             for line in fh:
