@@ -279,7 +279,7 @@ class Clients:
         return {"per_sec": r["per_sec"], "cpu_us": 1e6 * r["cpu_cores"] / r["per_sec"] if r["per_sec"] else None,
                 **counts}
 
-    def profile(self, alg: str, threads: int, raw: Path, seconds: float = 3.0) -> None:
+    def profile(self, alg: str, threads: int, raw: Path, seconds: float = 4.0) -> None:
         """py-spy on the module process in its steady state (attached after start-up and warm-up)."""
         p = subprocess.Popen(["taskset", "-c", CLIENT_CPU, *self._module_cmd(alg, threads, seconds + 6)],
                              env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -287,7 +287,7 @@ class Clients:
             time.sleep(self.a.warmup + 1.5)
             spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
             subprocess.run(["taskset", "-c", CLIENT_CPU, spy, "record", "--pid", str(p.pid), "--format", "raw",
-                            "--rate", "250", "--duration", str(int(seconds)), "--output", str(raw), "--gil"],
+                            "--rate", "1000", "--duration", str(int(seconds)), "--output", str(raw), "--gil"],
                            check=True, capture_output=True, timeout=seconds + 30)
         finally:
             p.wait(60)
@@ -412,11 +412,13 @@ def summarize(res: dict, base: dict | None, a) -> None:
         rows.append([ALGS[alg]["title"], n, wrk["per_sec"], pl["per_sec"], mod["per_sec"],
                      mod["per_sec"] / wrk["per_sec"], pl["per_sec"] / wrk["per_sec"], mod["cpu_us"], pl["cpu_us"],
                      conns] + ([b.get("per_sec"), b["per_sec"] / bmed[key]["wrk"]["per_sec"] if b else None,
-                                b.get("cpu_us")] if base else []))
+                                b.get("cpu_us"),
+                                1000 * b["connections"] / b["requests"] if b.get("requests") else None]
+                               if base else []))
     header = ["case", "threads", "wrk/s", "python/s", "module/s", "module/wrk", "python/wrk",
               "module CPU us/sig", "python CPU us/sig", "conns/1k sigs"]
     if base:
-        header += ["before module/s", "before module/wrk", "before CPU us/sig"]
+        header += ["before module/s", "before module/wrk", "before CPU us/sig", "before conns/1k"]
     table(f"W wire speed against nginx (canned answers), medians of {a.rounds} alternated rounds x {a.seconds} s;"
           f" nginx on CPU {NGINX_CPU}, each client on CPU {CLIENT_CPU}", header, rows,
           [f"goals: {GOALS}", "conns/1k sigs: TLS connections nginx accepted per 1,000 requests of the module run"
