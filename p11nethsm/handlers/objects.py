@@ -108,7 +108,7 @@ def C_DestroyObject(hSession, hObject):
             raise ActionProhibited("the object has CKA_DESTROYABLE = FALSE")
         store.destroy_session_object(hObject)
         return
-    if hObject in store._orphans:  # the other view of a key pair already deleted (store.py)
+    if store.is_orphan(hObject):  # the other view of a key pair already deleted (store.py)
         session.require_rw()
         if store.take_orphan(hObject):
             return

@@ -230,6 +230,10 @@ class ObjectStore:
         with self._lock:
             self._hidden.add(key_id)
 
+    def is_orphan(self, handle: int) -> bool:
+        with self._lock:
+            return handle in self._orphans
+
     def take_orphan(self, handle: int) -> bool:
         """C_DestroyObject of an orphan view: True (and the handle is gone) if it was one."""
         with self._lock:
