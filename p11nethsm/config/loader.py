@@ -409,6 +409,9 @@ def _top_scalars(r: _Reader, warnings: list[str]) -> dict[str, Any]:
     for name in ("log_file", "syslog_socket", "syslog_hostname", "syslog_process", "metrics_file"):
         if r.has(name):
             out[name] = r.str(name, nonempty=True)
+    if "syslog_socket" in out and not os.path.exists(out["syslog_socket"]):
+        warnings.append(f"{r.file}: key 'syslog_socket': {out['syslog_socket']} does not exist (yet): log lines "
+                        "are dropped until a syslog daemon creates it")
     if out.get("log_file") not in (None, "-"):
         problem = log_file_problem(out["log_file"])
         if problem:

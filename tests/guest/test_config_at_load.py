@@ -95,3 +95,12 @@ def test_a_known_key_at_the_wrong_level_says_where_it_belongs(guest_host, tmp_pa
                        timeout=60)
     assert "RESULT C_Initialize=0x0" in r.stderr, r.stderr
     assert "it belongs in an instance (slots[].instances[])" in log.read_text()
+
+
+def test_a_missing_syslog_socket_is_a_warning(tmp_path):
+    """A syslog daemon may create its socket later, so not an error; but lines are dropped until
+    then, and check-config says so."""
+    conf = _config(tmp_path, head=f"syslog_socket: {tmp_path}/no-such-socket\n")
+    c = subprocess.run([CLI, "check-config", conf, "--offline"], capture_output=True, text=True, timeout=60)
+    assert c.returncode == 0, c.stdout + c.stderr
+    assert f"key 'syslog_socket': {tmp_path}/no-such-socket does not exist (yet)" in c.stdout, c.stdout

@@ -15,7 +15,9 @@ import subprocess
 
 from guestenv import MODULE, PY, host_env
 
+# 10 rounds = 100 forks by default; `make test` runs 3 in the other CPython minors (MATRIX_ENV)
 ROUNDS = int(os.environ.get("P11NETHSM_FORK_ROUNDS", "10"))
+PY_ROUNDS = max(1, ROUNDS // 2)
 FORKS_PER_ROUND = 10
 THREADS = 8
 SPACING_US = 15000
@@ -42,18 +44,18 @@ def test_forks_under_eight_thread_load_never_deadlock(guest_host, hsm_config):
             problems.append(r.stderr[-1500:])
     print(f"forks {totals['forks']}: ok {totals['ok']}, hung {totals['hung']}, failed {totals['failed']}; "
           f"slowest child {worst:.2f} s, slowest fork() in the parent {worst_fork:.1f} ms")
-    assert totals["forks"] == ROUNDS * FORKS_PER_ROUND >= 100
+    assert totals["forks"] == ROUNDS * FORKS_PER_ROUND
     assert totals["hung"] == 0 and totals["failed"] == 0 and not problems, "\n---\n".join(problems)
     assert totals["ok"] == totals["forks"]
 
 
 def test_python_host_os_fork_under_load_never_deadlocks(hsm_config):
     """The same in a Python host (host mode: the shim has no pthread_atfork handlers there; the
-    wait runs as an os.register_at_fork hook), 5 fresh processes x 10 forks."""
+    wait runs as an os.register_at_fork hook), 5 fresh processes x 10 forks by default."""
     conf, log = hsm_config
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "py_fork_host.py")
     totals = [0, 0, 0, 0]
-    for _ in range(5):
+    for _ in range(PY_ROUNDS):
         r = subprocess.run([PY, script, MODULE, "10"], env=host_env(conf), capture_output=True, text=True,
                            timeout=300)
         m = re.search(r"RESULT forks=(\d+) ok=(\d+) hung=(\d+) failed=(\d+) thread_failures=(\d+)", r.stdout)
@@ -62,4 +64,5 @@ def test_python_host_os_fork_under_load_never_deadlocks(hsm_config):
         assert m.group(5) == "0", r.stdout
         assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr[-3000:]
     print(f"python host: forks {totals[0]}: ok {totals[1]}, hung {totals[2]}, failed {totals[3]}")
-    assert totals == [50, 50, 0, 0]
+    n = PY_ROUNDS * 10
+    assert totals == [n, n, 0, 0]
