@@ -20,6 +20,8 @@ import threading
 import time
 from collections import Counter
 
+from p11nethsm import hostsignals
+
 __all__ = ["Metrics", "configure", "current", "shutdown"]
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -156,7 +158,8 @@ class Metrics:
     # ---- the writer thread ---------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="p11nethsm-metrics", daemon=True)
-        self._thread.start()
+        with hostsignals.blocked():  # the host's signals go to the host's threads
+            self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

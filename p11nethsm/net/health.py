@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 
+from p11nethsm import hostsignals
 from p11nethsm.log import logger
 
 from p11nethsm.net.instances import Instance, InstanceSet
@@ -90,7 +91,8 @@ class HealthChecker:
                 return
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="p11nethsm-health", daemon=True)
-                self._thread.start()
+                with hostsignals.blocked():  # the host's signals go to the host's threads
+                    self._thread.start()
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:

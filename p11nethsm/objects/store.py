@@ -50,6 +50,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from p11nethsm import hostsignals
 from p11nethsm.log import logger
 
 from p11nethsm.api.errors import NotFound
@@ -191,7 +192,9 @@ class ObjectStore:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(items)), thread_name_prefix="p11nethsm-enum") as ex:
-            return list(ex.map(fn, items))
+            with hostsignals.blocked():  # map() starts the threads; the host's signals are not theirs
+                results = ex.map(fn, items)
+            return list(results)
 
     def load_key(self, key_id: str, creds=None) -> _Entry | None:
         """Fetch (or refetch) one key into the cache; None if it does not exist (evicted)."""

@@ -12,6 +12,11 @@
  *                                              alone: locale, umask, cwd, environment, flags of
  *                                              fds 0-2, resource limits; before vs after
  *                                              init + sign + finalize
+ *   guest_host sigthread MODULE SLOT PIN LABEL a host thread waits for SIGUSR1; after the module
+ *                                              started its health-check thread (the slot's first
+ *                                              instance is down) the main thread blocks SIGUSR1
+ *                                              and sends 200 to the process: every one must be
+ *                                              handled in the host's thread, none in the module's
  *   guest_host init MODULE SLOT                C_Initialize; prints its rv; C_Finalize if it was OK
  *   guest_host fork MODULE SLOT PIN LABEL NFORKS THREADS SPACING_US
  *                                              C_Initialize, THREADS threads make their first
@@ -34,6 +39,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +57,7 @@ typedef struct { unsigned char b[208]; } CK_TOKEN_INFO;
 #define CKR_OK 0x0UL
 #define CKR_GENERAL_ERROR 0x5UL
 #define CKR_USER_ALREADY_LOGGED_IN 0x100UL
+#define CKR_TOKEN_NOT_PRESENT 0xE0UL
 #define CKR_CRYPTOKI_NOT_INITIALIZED 0x190UL
 #define CKF_OS_LOCKING_OK 0x2UL
 #define CKF_SERIAL_SESSION 0x4UL
@@ -272,6 +279,93 @@ static int mode_process(void)
     return 0;
 }
 
+/* ------------------------------------------------------------------ signals and our threads */
+
+static volatile int usr1_host, usr1_other;
+static pid_t catcher_tid;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    if ((pid_t)syscall(SYS_gettid) == catcher_tid)
+        usr1_host++;
+    else
+        usr1_other++;
+}
+
+static void *catcher(void *arg)
+{
+    (void)arg;
+    catcher_tid = (pid_t)syscall(SYS_gettid);
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static int count_tasks(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", getpid());
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "ls %s | wc -l", path);
+    FILE *f = popen(cmd, "r");
+    int n = 0;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1)
+            n = 0;
+        pclose(f);
+    }
+    return n;
+}
+
+static int mode_sigthread(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, catcher, NULL);
+    CK_RV rv = initialize();
+    const char *step = "C_Initialize";
+    CK_TOKEN_INFO ti;
+    for (int i = 0; rv == CKR_OK && i < 20; i++) {
+        FN(fn_sp, C_GetTokenInfo)(SLOT, &ti); /* the first instance fails: fail-over */
+        if ((rv = sign_once(&step)) != CKR_TOKEN_NOT_PRESENT)
+            break;
+        rv = CKR_OK;
+        usleep(250000);
+    }
+    if (rv != CKR_OK) {
+        fprintf(stderr, "FAIL %s 0x%lx\n", step, rv);
+        return 1;
+    }
+    int tasks = 0;
+    for (int i = 0; i < 100 && (tasks = count_tasks()) <= 2; i++)
+        usleep(100000);
+    fprintf(stderr, "RESULT tasks=%d\n", tasks);
+    if (tasks <= 2) {
+        fprintf(stderr, "FAIL the module started no thread\n");
+        return 1;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    for (int i = 0; i < 200; i++) {
+        kill(getpid(), SIGUSR1);
+        usleep(2000);
+    }
+    usleep(200000);
+    fprintf(stderr, "RESULT usr1_in_host_thread=%d usr1_in_module_threads=%d\n", usr1_host, usr1_other);
+    FN(fn_ptr, C_Finalize)(NULL);
+    if (usr1_other || !usr1_host)
+        return 1;
+    fprintf(stderr, "RESULT ok\n");
+    return 0;
+}
+
 /* ------------------------------------------------------------------ stall + SIGINT */
 
 static void host_int(int sig)
@@ -438,6 +532,11 @@ int main(int argc, char **argv)
         PIN = argv[4];
         LABEL = argv[5];
         return mode_process();
+    }
+    if (strcmp(mode, "sigthread") == 0 && argc == 6) {
+        PIN = argv[4];
+        LABEL = argv[5];
+        return mode_sigthread();
     }
     if (strcmp(mode, "init") == 0) {
         CK_RV rv = initialize();

@@ -161,3 +161,29 @@ def test_rest_of_the_process_state_untouched(guest_host, hsm_config):
                        capture_output=True, text=True, timeout=120)
     assert r.stdout == ""
     assert r.returncode == 0 and "RESULT ok" in r.stderr, r.stderr + log.read_text()[-2000:]
+
+
+def test_process_signals_go_to_the_hosts_threads_not_the_modules(guest_host, hsm, tmp_path):
+    """The module's threads (here its health-check thread: the slot's first instance is down)
+    block the asynchronous signals, so a signal sent to the process reaches the host's thread that
+    waits for it. Before, 199 of 200 SIGUSR1 ran the host's handler in the module's thread (and a
+    host blocked in epoll_wait would not have seen its EINTR)."""
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()  # nothing listens there: connection refused
+    slot = f"""  - label: Guest
+    operator: {{username: operator, password: opPassphrase}}
+    timeout_seconds: 10
+    retries: {{count: 2, delay_seconds: 0}}
+    instances:
+      - url: "https://127.0.0.1:{port}/api/v1"
+        sha256_fingerprints: ["{hsm.fingerprint}"]
+      - url: "{hsm.url}"
+        sha256_fingerprints: ["{hsm.fingerprint}"]
+"""
+    conf = write_config(tmp_path / "p.conf", [slot], log_file=tmp_path / "module.log", level="Info")
+    r = subprocess.run([guest_host, "sigthread", MODULE, "0", "opPassphrase", "p256key"], env=host_env(conf),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "RESULT ok" in r.stderr, r.stderr
+    assert "usr1_in_module_threads=0" in r.stderr
