@@ -89,23 +89,27 @@ def _short_bytes(raw: bytes) -> str:
     return f"0x{hexed}" + ("..." if len(raw) > _SHORT else "") + f" ({len(raw)} bytes)"
 
 
-def _mechanism(p_mech: int) -> str:
-    from p11nethsm.ck.cdata import read_mechanism
-    from p11nethsm.ck.constants import CKG
-
-    mech, param = read_mechanism(p_mech)
-    name = mechanism_name(mech)
-    if param is None:
-        return name
-    if len(param) > _MAX_VALUE:
-        return f"{name}{{{len(param)} bytes of parameters}}"
+def _mechanism(p_mech: int, with_params: bool) -> str:
     import struct
 
+    from p11nethsm.ck.constants import CKG
+    from p11nethsm.ck.structs import CK_MECHANISM
+
+    mech = CK_MECHANISM.from_address(p_mech)
+    name = mechanism_name(mech.mechanism)
+    n, p = mech.ulParameterLen, mech.pParameter
+    if not p or not with_params:
+        return name
     ul = struct.calcsize("L")
-    if "PSS" in name and len(param) == 3 * ul:
+    if n > _MAX_VALUE:
+        return f"{name}{{{n} bytes of parameters}}"
+    import ctypes
+
+    param = ctypes.string_at(p, n)
+    if "PSS" in name and n == 3 * ul:
         h, mgf, slen = struct.unpack("3L", param)
         return f"{name}{{hashAlg={mechanism_name(h)}, mgf={_enum_name(CKG, 'CKG_', mgf)}, sLen={slen}}}"
-    if "OAEP" in name and len(param) >= 3 * ul:
+    if "OAEP" in name and n >= 3 * ul:
         h, mgf, source = struct.unpack("3L", param[:3 * ul])
         return f"{name}{{hashAlg={mechanism_name(h)}, mgf={_enum_name(CKG, 'CKG_', mgf)}, source={source}}}"
     return f"{name}{{{_short_bytes(param)}}}"
@@ -165,19 +169,32 @@ def _template(function: str, p_template: int, count: int) -> str:
     return "{" + ", ".join(out) + more + "}"
 
 
+# Results after which the handler has read the mechanism and templates it was given, so reading
+# them again is safe (an error found before that, e.g. a bad session handle or count, may leave
+# pointers and lengths the handler never looked at: they are shown as numbers only).
+_READ_OK = frozenset({
+    0x000,  # CKR_OK
+    0x010, 0x011, 0x012, 0x013,  # CKR_ATTRIBUTE_READ_ONLY/SENSITIVE/TYPE_INVALID/VALUE_INVALID
+    0x0D0, 0x0D1,  # CKR_TEMPLATE_INCOMPLETE/INCONSISTENT
+    0x063, 0x068,  # CKR_KEY_TYPE_INCONSISTENT, CKR_KEY_FUNCTION_NOT_PERMITTED
+    0x071,  # CKR_MECHANISM_PARAM_INVALID
+})
+_MECHANISM_INVALID = 0x070
+
+
 def describe_args(function: str, argnames: tuple[str, ...], args: tuple[int, ...], rv: int) -> str:
     """`name=value, ...` of a call's arguments (see the module docstring for what is shown)."""
     parts = []
-    bad_args = rv == 0x7  # CKR_ARGUMENTS_BAD: do not read the caller's memory
+    readable = rv in _READ_OK
     values = dict(zip(argnames, args))
     for name, value in zip(argnames, args):
-        if name == "pMechanism" and value and not bad_args:
+        if name == "pMechanism" and value and (readable or rv == _MECHANISM_INVALID):
             try:
-                parts.append(f"pMechanism={_mechanism(value)}")
+                parts.append(f"pMechanism={_mechanism(value, readable)}")
                 continue
             except Exception:
                 pass
-        if name.endswith("Template") and value and not bad_args:
+        if name.endswith("Template") and value and readable:
             count = values.get(_COUNT_OF.get(name, "ulCount"), 0)
             try:
                 parts.append(f"{name}={_template(function, value, count)}")

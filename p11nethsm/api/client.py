@@ -355,6 +355,9 @@ class NetHSM:
                     inst.mark_recovered()
                 if logflags.DEBUG:
                     _log_request(method, inst.name, path, status, _monotonic() - started)
+                    if logflags.TRACE:  # sizes and types only: bodies can hold secrets
+                        logger.trace("{} {}{}: {} bytes of {} answered", method, inst.name, path, len(data),
+                                     ctype or "no content type")
                 return status, ctype, data, inst.name
             err = self._status_error(inst.name, method, path, status, ctype, data, creds)
             if status == 412 or status >= 500:
