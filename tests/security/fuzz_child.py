@@ -76,24 +76,41 @@ class Rng:
 
 
 class Hyp:
-    """The chooser for the hypothesis phase (every decision is a hypothesis draw, so it shrinks)."""
+    """The chooser for the hypothesis phase. Each example draws one fixed-size byte string and
+    every decision reads from it: the module's state (open sessions, objects, rvs that depend on
+    the network) decides which decisions are asked, so separate draws per decision would make
+    hypothesis see a different choice sequence on replay (FlakyStrategyDefinition). One draw keeps
+    the sequence consistent; shrinking the bytes toward zero still shrinks every decision toward
+    its low end (fewer steps, smaller ints, 'no' coins)."""
+
+    SIZE = 1024
 
     def __init__(self, data):
         from hypothesis import strategies as st
 
-        self.d, self.st = data, st
+        self.buf = data.draw(st.binary(min_size=self.SIZE, max_size=self.SIZE))
+        self.pos = 0
+
+    def _take(self, n):
+        chunk = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return chunk.ljust(n, b"\0")  # past the end every decision is its low end
 
     def int(self, lo, hi):
-        return self.d.draw(self.st.integers(lo, hi))
+        span = hi - lo
+        if span <= 0:
+            return lo
+        width = (span.bit_length() + 7) // 8
+        return lo + int.from_bytes(self._take(width), "big") % (span + 1)
 
     def coin(self, p):
-        return self.d.draw(self.st.integers(0, 999)) < p * 1000
+        return self.int(0, 999) < p * 1000
 
     def choice(self, seq):
         return seq[self.int(0, len(seq) - 1)]
 
     def bytes(self, n):
-        return self.d.draw(self.st.binary(min_size=n, max_size=n))
+        return self._take(n)
 
 
 NOTIFY_T = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_void_p)
