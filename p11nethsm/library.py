@@ -361,28 +361,33 @@ class Library:
 
     def close_session(self, handle: int) -> None:
         with self.lock:
-            session = self.sessions.pop(handle, None)
-            if session is None:
-                raise SessionHandleInvalid(f"no open session {handle}")
-            last = not any(s.slot is session.slot for s in self.sessions.values())
+            session = self.sessions.get(handle)
+        if session is None:
+            raise SessionHandleInvalid(f"no open session {handle}")
+        # The login lock is taken first (the order C_OpenSession and C_Login use) and held until
+        # the logout: no session can be opened and logged in between "last session" and the reset.
+        with session.slot.login.lock:
+            with self.lock:
+                if self.sessions.pop(handle, None) is None:
+                    raise SessionHandleInvalid(f"no open session {handle}")
+                last = not any(s.slot is session.slot for s in self.sessions.values())
+            if last:  # spec: closing the last session of a token logs the user out
+                session.slot.login.reset(session=handle)
         session.abort_all()
         _drop_session_objects(session.slot, handle)
         logger.debug("{}: session {} closed", session.slot.name, handle)
-        login = session.slot._login
-        if last and login is not None:  # spec: closing the last session of a token logs the user out
-            login.reset(session=handle)
 
     def close_all_sessions(self, slot: Slot) -> None:
-        with self.lock:
-            handles = [h for h, s in self.sessions.items() if s.slot is slot]
-            closed = [self.sessions.pop(h) for h in handles]
+        with slot.login.lock:  # same lock order as close_session
+            with self.lock:
+                handles = [h for h, s in self.sessions.items() if s.slot is slot]
+                closed = [self.sessions.pop(h) for h in handles]
+            slot.login.reset(session=None)
         for session in closed:
             session.abort_all()
         _drop_session_objects(slot, None)
         if closed:
             logger.debug("{}: closed all sessions {}", slot.name, handles)
-        if slot._login is not None:
-            slot._login.reset(session=None)
 
     def finalize(self) -> None:
         self.finalized.set()
