@@ -1,4 +1,4 @@
-"""Load the YAML configuration (docs: /work/shared/docs/pkcs11-setup.txt) into config.model values.
+"""Load the YAML configuration (every key: the README's configuration reference) into config.model values.
 
 Where:
 - `P11NETHSM_CONFIG_FILE` set: only that file (an error reading it fails C_Initialize);
