@@ -352,13 +352,7 @@ class ObjectStore:
         with self._lock:
             for gone in [k for k in self._entries if k not in listed]:
                 self._evict(gone)
-            missing = [k for k in ids if k not in self._entries]
-        fetched = self._map(lambda k: (k, self._fetch_key(creds, k)), missing)
-        with self._lock:
-            for key_id, entry in fetched:
-                if entry is not None:
-                    self._entries[key_id] = entry
-            return [k for k in ids if k in self._entries]
+        return self._fetch_missing(creds, ids)
 
     def _load_cert(self, creds, entry: _Entry) -> None:
         key_id = entry.info.key_id
