@@ -92,4 +92,32 @@ def register_after(library: str) -> None:
         os.register_at_fork(before=_before_fork)
 
 
-os.register_at_fork(before=_before_fork)
+def _after_fork_child() -> None:
+    """In the child: an import that another thread of the parent was running at fork() leaves
+    its module lock owned by a thread that does not exist here, and the half-run module in
+    sys.modules, so the child's first import of it would wait forever. The wait above makes that
+    rare, not impossible (a Python host's other fork hooks run Python code after it, and the wait
+    is bounded). Forget both, and the child imports the module afresh: CPython itself resets only
+    its global import lock. Runs from PyOS_AfterFork_Child, in C hosts (the shim calls it) and
+    Python hosts alike."""
+    locks = getattr(sys.modules.get("_frozen_importlib"), "_module_locks", None)
+    if not locks:
+        return
+    me = threading.get_ident()
+    for name, ref in list(locks.items()):
+        lock = ref()
+        if lock is None:
+            continue
+        owner = getattr(lock, "owner", None)
+        inner = getattr(lock, "lock", None)
+        orphaned = (owner is not None and owner != me) or (
+            owner is None and inner is not None and inner.locked())
+        if not orphaned:
+            continue
+        locks.pop(name, None)
+        module = sys.modules.get(name)
+        if getattr(getattr(module, "__spec__", None), "_initializing", False):
+            sys.modules.pop(name, None)
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_child)

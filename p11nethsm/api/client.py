@@ -36,7 +36,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any, Callable
 from urllib.parse import quote, unquote
 
@@ -96,13 +96,15 @@ def new_key_id() -> str:
 class Credentials:
     username: str
     password: str = field(repr=False)  # never logged
+    # The encoded request header lines of this user by kind (Basic auth included), built at
+    # construction: a cached_property takes a class-wide lock on 3.11, and a fork while another
+    # thread holds it left the child hung at its first request.
+    headers: dict[str, bytes] = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def headers(self) -> dict[str, bytes]:
-        """The encoded request header lines of this user by kind, built once (Basic auth included)."""
+    def __post_init__(self):
         token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
         auth = b"Authorization: Basic " + token.encode("ascii") + b"\r\n"
-        return {kind: auth + lines for kind, lines in _KINDS.items()}
+        object.__setattr__(self, "headers", {kind: auth + lines for kind, lines in _KINDS.items()})
 
 
 class _Invalid(Exception):

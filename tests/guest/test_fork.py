@@ -66,3 +66,40 @@ def test_python_host_os_fork_under_load_never_deadlocks(hsm_config):
     print(f"python host: forks {totals[0]}: ok {totals[1]}, hung {totals[2]}, failed {totals[3]}")
     n = PY_ROUNDS * 10
     assert totals == [n, n, 0, 0]
+
+
+ORPHAN_IMPORT = r"""
+import os, sys, threading, time, signal
+sys.path.insert(0, sys.argv[1])
+import p11nethsm.forksafe as forksafe
+forksafe.WAIT_SECONDS = 0.2          # the parent's wait gives up: the import below outlasts it
+os.environ["SLOW_PARENT"] = str(os.getpid())
+started = threading.Event()
+def importer():
+    started.set()
+    import slowmod                    # holds slowmod's module lock for 3 s in the parent
+threading.Thread(target=importer, daemon=True).start()
+started.wait(); time.sleep(0.3)
+pid = os.fork()
+if pid == 0:
+    signal.alarm(10)
+    import slowmod                    # a fresh import in the child: must not wait for a dead thread
+    os._exit(0 if slowmod.VALUE == 42 else 3)
+_, st = os.waitpid(pid, 0)
+print("child", "ok" if os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0 else f"status {st}")
+"""
+
+
+def test_child_reimports_a_module_whose_import_was_running_in_another_thread(tmp_path):
+    """An import running in another thread at fork() (and outlasting the bounded wait) leaves
+    its module lock owned by a thread that the child does not have: the child forgets that lock
+    and the half-run module and imports it afresh (forksafe._after_fork_child), instead of
+    waiting forever."""
+    (tmp_path / "slowmod.py").write_text(
+        "import os, time\n"
+        "if os.environ.get('SLOW_PARENT') == str(os.getpid()):\n"
+        "    time.sleep(3)\n"
+        "VALUE = 42\n")
+    r = subprocess.run([PY, "-c", ORPHAN_IMPORT, str(tmp_path)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.stdout.strip().endswith("child ok"), r.stdout + r.stderr
