@@ -100,6 +100,13 @@ def _after_fork_child() -> None:
     is bounded). Forget both, and the child imports the module afresh: CPython itself resets only
     its global import lock. Runs from PyOS_AfterFork_Child, in C hosts (the shim calls it) and
     Python hosts alike."""
+    try:
+        _forget_orphaned_imports()
+    except Exception:  # noqa: BLE001  (a fork hook's exception would be printed on the host's stderr)
+        pass
+
+
+def _forget_orphaned_imports() -> None:
     locks = getattr(sys.modules.get("_frozen_importlib"), "_module_locks", None)
     if not locks:
         return
@@ -109,9 +116,10 @@ def _after_fork_child() -> None:
         if lock is None:
             continue
         owner = getattr(lock, "owner", None)
-        inner = getattr(lock, "lock", None)
+        # the lock's own mutex: a Lock on 3.11 and 3.13; an RLock without locked() on 3.12
+        locked = getattr(getattr(lock, "lock", None), "locked", None)
         orphaned = (owner is not None and owner != me) or (
-            owner is None and inner is not None and inner.locked())
+            owner is None and locked is not None and locked())
         if not orphaned:
             continue
         locks.pop(name, None)
