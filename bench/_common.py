@@ -187,13 +187,7 @@ class EmulatorProc:
             self.control("PUT", f"/instances/{i}/state", {"state": "Operational"})
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def __enter__(self):
         return self.start()
@@ -346,3 +340,26 @@ class SoftHSM:
 
 def tmpdir(prefix="p11bench-") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def stop_process(proc) -> None:
+    """Terminate a child the bench started (kill it after 10 s), if it still runs."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def print_table(title: str, cells: list[list[str]], notes=()) -> None:
+    """Print formatted cells (first row: the header) as an aligned table with notes below."""
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    out = [f"\n== {title}"]
+    for n, r in enumerate(cells):
+        out.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    out += [f"   {n}" for n in notes]
+    print("\n".join(out), flush=True)

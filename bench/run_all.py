@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (BENCH, MODULE, OPERATOR, PY, SIGN_CASES, SOFTHSM, SOFTHSM_PIN, BenchError,  # noqa: E402
                      EmulatorProc, Rest, SoftHSM, build_harness, log, median, module_env,
-                     provision_bench_keys, run_results, sign_message, tmpdir, write_module_config)
+                     print_table, provision_bench_keys, run_results, sign_message, tmpdir, write_module_config)
 
 MODULE_TOKEN = "NetHSM"
 # P5: service time of the emulator's capacity model per signing case. 5 ms (200/s per instance at 1 slot)
@@ -49,15 +49,8 @@ def fmt(x, nd=1):
 
 
 def table(title: str, header: list[str], rows: list[list], notes: list[str] = ()):
-    cells = [[str(h) for h in header]] + [[c if isinstance(c, str) else fmt(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    out = [f"\n== {title}"]
-    for n, r in enumerate(cells):
-        out.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
-    out += [f"   {n}" for n in notes]
-    print("\n".join(out), flush=True)
+    print_table(title, [[str(h) for h in header]] + [[c if isinstance(c, str) else fmt(c) for c in r]
+                                                     for r in rows], notes)
 
 
 def verdict(ok) -> str:

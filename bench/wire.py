@@ -42,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (ADMIN, BENCH, MODULE, OPERATOR, PY, BenchError, EmulatorProc, Rest,  # noqa: E402
-                     build_harness, free_port, log, median, parse_results, tmpdir)
+                     build_harness, free_port, log, median, parse_results, print_table, stop_process, tmpdir)
 
 NGINX_CPU, CLIENT_CPU = "0", "1"
 ALGS = {
@@ -195,13 +195,7 @@ http {{
         return accepts - 1, requests - 1  # less this status request's own connection and request
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 # ------------------------------------------------------------------ an earlier commit, side by side
@@ -345,15 +339,7 @@ def fmt(x, nd=2):
 
 
 def table(title, header, rows, notes=()):
-    cells = [header] + [[fmt(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    out = [f"\n== {title}"]
-    for n, r in enumerate(cells):
-        out.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
-    out += [f"   {n}" for n in notes]
-    print("\n".join(out), flush=True)
+    print_table(title, [header] + [[fmt(c) for c in r] for r in rows], notes)
 
 
 def run(a) -> dict:
