@@ -2,7 +2,7 @@
  * libnethsm_pkcs11.so: PKCS#11 module that forwards every call to an
  * embedded CPython, where p11nethsm.dispatch.entry(index, *args) does the work.
  *
- * Design and the reasons for every rule below: docs/embedding-python.md.
+ * Design and the reasons for every rule below: docs/embedding.md.
  *  - libpython is NOT linked; it is dlopen'ed (RTLD_NOW|RTLD_GLOBAL) in
  *    C_Initialize. Python.h is included for types/constants only; every call
  *    into Python goes through the table `py` filled by dlsym.

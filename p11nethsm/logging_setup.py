@@ -6,7 +6,7 @@ handler), so nothing is written before C_Initialize configures logging, nothing 
 stdout (it belongs to the host), and a Python host's loguru and stdlib logging set-up is never
 touched: its handlers never see our records, our sinks never see its records.
 
-Targets (pkcs11-setup.txt, vendor behaviour):
+Targets (the README's configuration reference, `log_file` and `syslog_*`):
 - `log_file`: a path (appended), or `-` for stderr;
 - one of `syslog_socket` (path), `syslog_udp` ({to_addr, from_addr}), `syslog_tcp` (host:port);
 - no log_file and no syslog_* key: syslog on the first existing socket of /dev/log,

@@ -1,4 +1,4 @@
-"""The configuration as typed values (see docs/pkcs11-setup.txt for every key).
+"""The configuration as typed values (every key: the README's configuration reference).
 
 The loader (p11nethsm.config.loader) builds these from YAML; everything else reads only these.
 Durations are seconds as float; None means "not configured" and its documented default applies.
