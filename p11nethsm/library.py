@@ -14,7 +14,6 @@ password (the config password is used again after C_Logout).
 
 from __future__ import annotations
 
-import enum
 import itertools
 import threading
 
@@ -29,6 +28,7 @@ from p11nethsm.ck.errors import (
     UserNotLoggedIn,
 )
 from p11nethsm.config.model import Config, SlotConfig, UserConfig
+from p11nethsm.values import OpKind, Role
 
 # typing.TYPE_CHECKING without importing typing (start-up time); type checkers know the idiom.
 TYPE_CHECKING = False
@@ -41,33 +41,9 @@ if TYPE_CHECKING:  # imported lazily at first use, so that C_Initialize stays li
     from p11nethsm.state.token import TokenPresence
 
 __all__ = [
-    "Library", "Slot", "Session", "Role", "OpKind", "get_library", "current", "initialize",
+    "Library", "Slot", "Session", "get_library", "current", "initialize",
     "finalize", "drop_in_child",
 ]
-
-class Role(enum.Enum):
-    """NetHSM users of a slot: CKU_USER is the operator, CKU_SO the administrator."""
-
-    OPERATOR = "operator"
-    ADMINISTRATOR = "administrator"
-
-    # Members are singletons compared by identity: hash them in C (Enum.__hash__ is a Python
-    # function, run on every dict lookup of the per-call path).
-    __hash__ = object.__hash__
-
-
-class OpKind(enum.Enum):
-    """The operation slots of a session (one operation of each kind at a time)."""
-
-    FIND = "find"
-    SIGN = "sign"
-    VERIFY = "verify"
-    ENCRYPT = "encrypt"
-    DECRYPT = "decrypt"
-    DIGEST = "digest"
-
-    __hash__ = object.__hash__  # as Role: a dict lookup per call without a Python-level hash
-
 
 _library: Library | None = None
 _init_lock = threading.Lock()

@@ -6,7 +6,8 @@ from p11nethsm.ck.cdata import read_mechanism
 from p11nethsm.ck.constants import CKR
 from p11nethsm.ck.errors import CKRError
 from p11nethsm.dispatch import handler
-from p11nethsm.library import OpKind, get_library
+from p11nethsm.library import get_library
+from p11nethsm.values import OpKind
 from p11nethsm.mechanisms.protocol import key_object, run_feed, run_final, run_single
 from p11nethsm.mechanisms.registry import implementation
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from p11nethsm.ck.cdata import read_mechanism
 from p11nethsm.dispatch import handler
-from p11nethsm.library import OpKind, get_library
+from p11nethsm.library import get_library
+from p11nethsm.values import OpKind
 from p11nethsm.mechanisms.backend import SlotBackend
 from p11nethsm.mechanisms.protocol import key_object, run_final, run_single, run_update
 from p11nethsm.mechanisms.registry import implementation

@@ -12,7 +12,8 @@ from p11nethsm.ck.cdata import fill_template, read_template, write_ulong, write_
 from p11nethsm.ck.constants import CKA
 from p11nethsm.ck.errors import ActionProhibited, ArgumentsBad, UserNotLoggedIn
 from p11nethsm.dispatch import handler
-from p11nethsm.library import OpKind, get_library
+from p11nethsm.library import get_library
+from p11nethsm.values import OpKind
 
 
 class FindContext:

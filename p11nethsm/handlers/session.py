@@ -41,7 +41,8 @@ from p11nethsm.ck.errors import (
 )
 from p11nethsm.ck.structs import CK_SESSION_INFO
 from p11nethsm.dispatch import handler
-from p11nethsm.library import Role, Session, Slot, get_library
+from p11nethsm.library import Session, Slot, get_library
+from p11nethsm.values import Role
 
 MIN_PIN_LEN = 10
 MAX_PIN_LEN = 200

@@ -29,7 +29,8 @@ from p11nethsm.ck.errors import (
 )
 from p11nethsm.ck.structs import CK_MECHANISM_INFO, CK_SLOT_INFO, CK_TOKEN_INFO
 from p11nethsm.dispatch import handler
-from p11nethsm.library import Role, Slot, get_library
+from p11nethsm.library import Slot, get_library
+from p11nethsm.values import Role
 
 MIN_PIN_LEN = 10
 MAX_PIN_LEN = 200

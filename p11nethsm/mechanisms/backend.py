@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from p11nethsm.api.errors import KeyUseForbidden, NotFound
 from p11nethsm.ck.errors import KeyFunctionNotPermitted, KeyHandleInvalid
-from p11nethsm.library import Role
+from p11nethsm.values import Role
 
 __all__ = ["SlotBackend"]
 

@@ -30,7 +30,7 @@ __all__ = ["generate", "import_key", "store_certificate", "destroy", "set_attrib
 
 
 def _admin(slot):
-    from p11nethsm.library import Role
+    from p11nethsm.values import Role
 
     return slot.credentials(Role.ADMINISTRATOR)
 

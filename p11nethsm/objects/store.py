@@ -301,7 +301,7 @@ class ObjectStore:
         user = getattr(self.slot, "user", None)
         if user is None:
             return False
-        from p11nethsm.library import Role
+        from p11nethsm.values import Role
 
         operator = user(Role.OPERATOR)
         return operator is not None and creds.username == operator.username

@@ -29,7 +29,7 @@ from p11nethsm.ck.errors import (
     UserAnotherAlreadyLoggedIn,
     UserNotLoggedIn,
 )
-from p11nethsm.library import Role
+from p11nethsm.values import Role
 from p11nethsm.state.base import Machine, State
 
 __all__ = ["Role", "LoginChart", "TokenLogin"]

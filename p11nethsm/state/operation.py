@@ -21,7 +21,7 @@ import threading
 from typing import Any
 
 from p11nethsm.ck.errors import CKRError, OperationActive, OperationNotInitialized, SessionClosed
-from p11nethsm.library import OpKind
+from p11nethsm.values import OpKind
 from p11nethsm.state.base import Machine, State, TableMachine
 
 __all__ = ["OperationChart", "OperationMachine", "Operation", "OpKind"]

@@ -8,7 +8,8 @@ import pytest
 
 from p11nethsm.ck.constants import CKR, CKS
 from p11nethsm.ck.structs import CK_SESSION_INFO
-from p11nethsm.library import Role, get_library
+from p11nethsm.library import get_library
+from p11nethsm.values import Role
 
 from core_fakes import BOTH_USERS_NO_PASSWORDS
 from core_fakes import cluster
