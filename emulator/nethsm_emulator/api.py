@@ -1,4 +1,4 @@
-"""Routing and the firmware's request-processing order (notes §2):
+"""Routing and the firmware's request-processing order:
 state gate (412) -> URI length (414) -> method (405) -> auth (401/429) ->
 role/namespace (403) -> Content-Type (415) -> body size (413) -> Accept (406)
 -> handler (ID 400, existence 404, body parsing, business errors)."""
@@ -16,9 +16,8 @@ from . import handlers_system as hs
 from . import handlers_users as hu
 from .crypto_ops import RawRsaTooSmall
 from .http_types import ApiError, Request, Response, error, id_error, json_response
-from .state import ROOT, split_user_id
+from .state import FAILED, LOCKED, OPER, ROOT, UNPROV, instance_state, split_user_id
 
-UNPROV, LOCKED, OPER, FAILED = "Unprovisioned", "Locked", "Operational", "Failed"
 ANY = {UNPROV, LOCKED, OPER, FAILED}
 JSON = "application/json"
 OCTET = "application/octet-stream"
@@ -195,14 +194,6 @@ def _authenticate(ctx: Ctx):
         ctx.ns = split_user_id(user_id)[0]
         ns_missing = ctx.ns != ROOT and ctx.ns not in dev.namespaces
     return ns_missing
-
-
-def instance_state(device, instance) -> str:
-    if not device.provisioned:
-        return UNPROV
-    if instance.failure is not None:
-        return FAILED
-    return LOCKED if instance.locked else OPER
 
 
 def dispatch(device, instance, req: Request) -> Response:

@@ -8,6 +8,7 @@ import threading
 
 from .control import ControlServer
 from .emulator import Emulator
+from .provision import provision_standard
 
 
 def _addr(s: str) -> tuple[str, int]:
@@ -49,7 +50,6 @@ def main(argv=None):
             inst.set_capacity(args.capacity, args.service_time)
     control = ControlServer(emu, *args.control).start() if args.control else None
     if args.provision and not emu.device.provisioned:
-        from .provision import provision_standard
         provision_standard(emu.instances[0].url, fingerprint=emu.fingerprint)
     for inst in emu.instances:
         print(f"listening {inst.url} sha256 {emu.fingerprint}", flush=True)

@@ -26,7 +26,7 @@ import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import urllib3
 
@@ -243,7 +243,6 @@ class RemoteInstance:
     def request_count(self, method=None, path=None, status=None) -> int:
         q = {"count": "1", **{k: str(v) for k, v in
                               (("method", method), ("path", path), ("status", status)) if v}}
-        from urllib.parse import urlencode
         return self._c.call("GET", self._p + "/requests?" + urlencode(q))["count"]
 
     def reset_requests(self):

@@ -8,6 +8,7 @@ device reports.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import os
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.x509.oid import NameOID
 
 from . import bip340
@@ -138,7 +140,6 @@ class Key:
 
 
 def b64(data: bytes) -> str:
-    import base64
     return base64.b64encode(data).decode()
 
 
@@ -382,3 +383,8 @@ def csr_pem(key: Key, dn: dict) -> bytes:
         raise
     except Exception as exc:
         raise CryptoError(f"CSR creation failed: {exc}") from exc
+
+
+def backup_key(passphrase: str, salt: bytes) -> bytes:
+    """The key a backup is encrypted with: the device keeps it, never the passphrase."""
+    return Scrypt(salt=salt, length=32, n=16384, r=8, p=1).derive(passphrase.encode())

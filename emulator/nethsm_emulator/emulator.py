@@ -6,7 +6,7 @@ import threading
 
 from .faults import Capacity, Fault, FaultSet, RequestLog
 from .server import HsmServer
-from .state import Device
+from .state import Device, instance_state
 from .tls import TlsIdentity
 
 
@@ -60,7 +60,6 @@ class Instance:
     # ------------------------------------------------------------ state
     @property
     def state(self) -> str:
-        from .api import instance_state
         return instance_state(self.device, self)
 
     def set_state(self, state: str, message: str | None = None):

@@ -1,6 +1,7 @@
-"""/keys/** handlers (notes §5, §6). Keys are scoped to the caller's namespace."""
+"""/keys/** handlers. Keys are scoped to the caller's namespace."""
 from __future__ import annotations
 
+import json
 import secrets
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -143,7 +144,7 @@ def _parse_import(ctx) -> KeyRecord:
         key = co.import_json(body["type"], priv)
     except co.CryptoError as exc:
         raise ApiError(400, str(exc)) from None
-    # Import does not check mechanisms against the type (notes §5.1).
+    # Import does not check mechanisms against the type.
     return KeyRecord(key, co.sort_mechanisms(body["mechanisms"]),
                      set(body.get("restrictions", {}).get("tags", [])), label=body.get("label", ""))
 
@@ -155,7 +156,6 @@ def _parse_multipart(ctx) -> KeyRecord:
     names = [p.get_param("name", header="content-disposition") for p in parts]
     if names != ["arguments", "key_file"]:
         raise ApiError(400, "Multipart request must have exactly the parts arguments and key_file")
-    import json
     try:
         args = check_object(json.loads(parts[0].get_payload(decode=True) or b"{}"), _key_fields(ctx, {
             "mechanisms": (list_of(enum(co.MECHANISMS)), True),

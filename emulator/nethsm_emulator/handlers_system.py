@@ -1,5 +1,5 @@
 """Health, provisioning, lock/unlock, random, namespaces, config, system
-handlers (notes §3, §6.4, §7.2, §7.3)."""
+handlers."""
 from __future__ import annotations
 
 import ipaddress
@@ -12,11 +12,11 @@ from email.policy import HTTP
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from . import crypto_ops as co
 from .http_types import (INT, STR, ApiError, Invalid, Response, check_id, enum, format_time,
                          json_response, list_of, obj, parse_json, parse_time, passphrase_ok)
+from .state import instance_state
 
 SOFTWARE_VERSION = "4.0"  # the default API; an instance in 5.0 mode reports "5.0"
 
@@ -40,7 +40,6 @@ def info(ctx):
 
 
 def _state(ctx):
-    from .api import instance_state
     return instance_state(ctx.device, ctx.instance)
 
 
@@ -57,7 +56,7 @@ def health_ready(ctx):
 
 
 def health_diagnose(ctx):
-    """5.0: the cluster store's health; no authentication outside Operational (notes §3)."""
+    """5.0: the cluster store's health; no authentication outside Operational."""
     failed = _state(ctx) == "Failed"
     message = ctx.instance.failure or "Mock: no etcd"
     logs = [{"level": "error", "msg": message}] if failed else []  # the spec: warning or above
@@ -337,10 +336,6 @@ def no_update(ctx):
 _MAGIC = b"NETHSM-EMULATOR-BACKUP-1"
 
 
-def backup_key(passphrase: str, salt: bytes) -> bytes:
-    return Scrypt(salt=salt, length=32, n=16384, r=8, p=1).derive(passphrase.encode())
-
-
 def backup(ctx):
     dev = ctx.device
     with dev.lock:
@@ -371,7 +366,7 @@ def restore(ctx):
             raise ValueError("not a backup")
         n = len(_MAGIC)
         salt, nonce = blob[n:n + 16], blob[n + 16:n + 28]
-        key = backup_key(str(args.get("backupPassphrase", "")), salt)
+        key = co.backup_key(str(args.get("backupPassphrase", "")), salt)
         payload = json.loads(AESGCM(key).decrypt(nonce, blob[n + 28:], _MAGIC))
     except Exception as exc:  # wrong passphrase, truncated or foreign file
         raise ApiError(400, f"Invalid backup: {type(exc).__name__}") from None

@@ -1,4 +1,4 @@
-"""/users/** handlers and their namespace rules (notes §4.4, §7.1)."""
+"""/users/** handlers and their namespace rules."""
 from __future__ import annotations
 
 import secrets

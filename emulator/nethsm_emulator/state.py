@@ -12,9 +12,21 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .crypto_ops import Key
+from .crypto_ops import Key, backup_key
 
 ROOT = ""  # namespace of root users and keys
+
+
+UNPROV, LOCKED, OPER, FAILED = "Unprovisioned", "Locked", "Operational", "Failed"
+
+
+def instance_state(device, instance) -> str:
+    """The /health/state of one instance of the (shared) device."""
+    if not device.provisioned:
+        return UNPROV
+    if instance.failure is not None:
+        return FAILED
+    return LOCKED if instance.locked else OPER
 
 
 def hash_passphrase(salt: bytes, passphrase: str) -> str:
@@ -121,7 +133,6 @@ class Device:
         self.backup_salt = secrets.token_bytes(16)
         self.backup_hash = hash_passphrase(self.backup_salt, passphrase)
         # The device stores the derived backup key, not the passphrase.
-        from .handlers_system import backup_key
         self.backup_kdf_salt = secrets.token_bytes(16)
         self.backup_key = backup_key(passphrase, self.backup_kdf_salt)
 

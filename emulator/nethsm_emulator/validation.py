@@ -1,7 +1,7 @@
 """Validates emulator responses against the NetHSM OpenAPI spec (openapi-core).
 
 The emulator follows the firmware where it differs from the spec
-(docs/nethsm-api-notes.md §2, §8); those deviations are whitelisted here,
+(docs/nethsm-behaviour.md); those deviations are whitelisted here,
 each with its reason. Everything else must match the spec exactly.
 Needs the `test` extra (openapi-core)."""
 from __future__ import annotations
@@ -29,34 +29,31 @@ def load_spec(name: str = SPEC_V40) -> OpenAPI:
 # (status, method or None, API-path regex or None, reason). Consulted only when a
 # response fails the spec check.
 WHITELIST = [
-    (304, "GET", None, "ETag/If-None-Match gives 304 on GET (notes §1); the spec lists no 304"),
-    (405, None, None, "framework 405 with Allow header for a method the route lacks (notes §2)"),
-    (413, None, None, "framework 413 when the body exceeds the endpoint limit (notes §2, §1)"),
-    (414, None, None, "framework 414 for URIs longer than 2000 characters (notes §2)"),
-    (415, None, None, "create-POST/PUT with a wrong Content-Type gives 415 (notes §2, §8 #2: "
-                      "e.g. PUT /keys/{KeyID}/cert); the spec does not list it"),
-    (429, None, None, "failed-login / unlock throttle (notes §4.2); not in the spec"),
+    (304, "GET", None, "ETag/If-None-Match gives 304 on GET; the spec lists no 304"),
+    (405, None, None, "framework 405 with Allow header for a method the route lacks"),
+    (413, None, None, "framework 413 when the body exceeds the endpoint limit"),
+    (414, None, None, "framework 414 for URIs longer than 2000 characters"),
+    (415, None, None, "create-POST/PUT with a wrong Content-Type gives 415; the spec does not list it"),
+    (429, None, None, "failed-login / unlock throttle; not in the spec"),
     (404, None, None, "resource missing: 404 (empty body) from webmachine's resource_exists "
-                      "(notes §2 step 8) on routes whose spec omits 404 (e.g. PUT /keys/{id}/cert, "
-                      "POST /users/{id}); unknown routes answer text 'Not found' (notes §1)"),
-    (400, "PUT", r"^/keys/[^/]+/cert$", "cert PUT on a bad key ID gives 400 (ID validation, "
-                                         "notes §2 step 8); the spec omits 400 there"),
+                      "on routes whose spec omits 404 (e.g. PUT /keys/{id}/cert, "
+                      "POST /users/{id}); unknown routes answer text 'Not found'"),
+    (400, "PUT", r"^/keys/[^/]+/cert$", "cert PUT on a bad key ID gives 400 (ID validation); "
+                                         "the spec omits 400 there"),
     (400, "DELETE", r"^/keys/[^/]+(/cert|/restrictions/tags/[^/]+)?$",
-     "invalid KeyID/tag in the path gives 400 (notes §2 step 8); the spec omits 400 there"),
-    (400, "DELETE", r"^/users/[^/]+/tags/[^/]+$", "invalid UserID in path gives 400 (notes §9)"),
-    (400, "GET", r"^/keys/[^/]*\*$", "empty or invalid prefix in GET /keys/{prefix}* gives 400 "
-                                     "(notes §5.5)"),
+     "invalid KeyID/tag in the path gives 400; the spec omits 400 there"),
+    (400, "DELETE", r"^/users/[^/]+/tags/[^/]+$", "invalid UserID in path gives 400"),
+    (400, "GET", r"^/keys/[^/]*\*$", "empty or invalid prefix in GET /keys/{prefix}* gives 400"),
     (400, "POST", r"^/config/tls/csr\.pem$", "malformed/strict-JSON body gives 400 on every JSON "
-                                              "endpoint (notes §1, §8); the spec omits 400 here"),
-    (400, "PUT", r"^/keys/[^/]+/label$", "label longer than 32 bytes or invalid gives 400 "
-                                         "(notes §5.7); the main spec omits 400 here"),
+                                              "endpoint; the spec omits 400 here"),
+    (400, "PUT", r"^/keys/[^/]+/label$", "label longer than 32 bytes or invalid gives 400; "
+                                         "the main spec omits 400 here"),
     (401, "POST", r"^/system/restore$", "restore on an Operational device needs R-Admin Basic "
-                                        "auth (notes §3 table); the spec lists no 401/403"),
-    (403, "POST", r"^/system/restore$", "restore on an Operational device is R-Admin only "
-                                        "(notes §3 table, §7.3)"),
-    (412, "POST", r"^/system/backup$", "backup without a backup passphrase gives 412 (notes §7.3)"),
+                                        "auth; the spec lists no 401/403"),
+    (403, "POST", r"^/system/restore$", "restore on an Operational device is R-Admin only"),
+    (412, "POST", r"^/system/backup$", "backup without a backup passphrase gives 412"),
     (503, "POST", r"^/keys/[^/]+/decrypt$", "RAW decrypt of a value below 2 raises an unhandled "
-                                            "exception in the firmware: 503 (notes §6.2)"),
+                                            "exception in the firmware: 503"),
 ]
 
 
@@ -113,7 +110,7 @@ def _check_spec(method, parts, status, headers, body, spec):
     req = _Req(f"{parts.scheme}://{parts.netloc}/api/v1", parts.path, method.lower(),
                RequestParameters(query=ImmutableMultiDict(), header=Headers(), cookie={}),
                None, "application/json")
-    # Empty error bodies (401/403/404...) come from the framework (notes §8); the spec
+    # Empty error bodies (401/403/404...) come from the framework; the spec
     # attaches ErrorResponse content to them, so only the status code is checked then.
     empty_error = status >= 400 and not body
     data = body

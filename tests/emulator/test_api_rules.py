@@ -1,4 +1,4 @@
-"""State gate, auth, roles, strict JSON, users, namespaces (notes §2-§4, §7)."""
+"""State gate, auth, roles, strict JSON, users, namespaces."""
 from __future__ import annotations
 
 import time

@@ -1,5 +1,5 @@
 """Crypto is real: emulator signatures verify with the openssl CLI against the
-key's public.pem, openssl ciphertexts decrypt (notes §6)."""
+key's public.pem, openssl ciphertexts decrypt."""
 from __future__ import annotations
 
 import base64

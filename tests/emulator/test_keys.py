@@ -1,5 +1,5 @@
 """Key management: generate, import (JSON, PEM multipart), IDs, cert, tags, move,
-listing, labels switch (notes §5)."""
+listing, labels switch."""
 from __future__ import annotations
 
 import base64
