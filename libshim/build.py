@@ -20,6 +20,7 @@ import sysconfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SO_NAME = "libnethsm_pkcs11.so"
+SOURCES = ("forward.c", "bootstrap.c", "hostsafe.c")  # shim.h is their shared header
 
 
 def _gen_module():
@@ -71,11 +72,12 @@ def build(
     os.makedirs(os.path.dirname(out), exist_ok=True)
 
     gen = _gen_module()
-    header = os.path.join(build_dir, "generated.h")
-    text = gen.generate(gen.load_table())
-    with open(header + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(header + ".tmp", header)
+    table = gen.load_table()
+    for name, text in (("generated.h", gen.generate(table)), ("generated_stubs.h", gen.generate_stubs(table))):
+        header = os.path.join(build_dir, name)
+        with open(header + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(header + ".tmp", header)
 
     if baked_venv is None:
         baked_venv = sys.prefix if sys.prefix != sys.base_prefix else ""
@@ -91,7 +93,7 @@ def build(
         "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-format-truncation",
         "-I", build_dir, "-I", sysconfig.get_paths()["include"],
         *(f"-D{k}={v}" for k, v in defines.items()),
-        "-shared", "-o", tmp_out, os.path.join(HERE, "shim.c"),
+        "-shared", "-o", tmp_out, *(os.path.join(HERE, c) for c in SOURCES),
         "-Wl,--no-undefined", "-Wl,-z,nodelete", "-Wl,-z,now",
         f"-Wl,--version-script={os.path.join(HERE, 'exports.map')}",
         "-pthread", "-ldl",
