@@ -34,6 +34,21 @@ from p11nethsm.config.model import (
     SyslogUdp,
     UserConfig,
 )
+from p11nethsm.config.schema import (
+    FACILITY_NAMES,
+    INSTANCE_KEYS,
+    KEEPALIVE_KEYS,
+    LOG_LEVELS,
+    RETRY_KEYS,
+    SLOT_KEYS,
+    TOP_KEYS,
+    UDP_KEYS,
+    USER_KEYS,
+    ConfigError,
+    hostport,
+    kind_of,
+    Reader,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -42,22 +57,6 @@ if TYPE_CHECKING:
 __all__ = ["ConfigError", "LoadResult", "load", "load_files", "search_paths", "ENV_VAR"]
 
 ENV_VAR = "P11NETHSM_CONFIG_FILE"
-LOG_LEVELS = ("Trace", "Debug", "Info", "Warn", "Error")
-FACILITY_NAMES = (
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
-    "ftp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
-)
-
-
-class ConfigError(Exception):
-    """A configuration problem that prevents C_Initialize: names the file, the key and the problem."""
-
-    def __init__(self, problem: str, *, file: str = "", key: str = ""):
-        self.file = file
-        self.key = key
-        self.problem = problem
-        where = ", ".join(p for p in (file and f"file {file}", key and f"key '{key}'") if p)
-        super().__init__(f"configuration error: {where + ': ' if where else ''}{problem}")
 
 
 # config: Config; warnings: list[str], for C_Initialize to log
@@ -92,169 +91,6 @@ def load(env: Mapping[str, str] | None = None) -> LoadResult:
 
 
 # --- schema -------------------------------------------------------------------------------------
-# Each known key -> its checker. Nested mappings are dicts themselves.
-
-_TOP_SCALARS = (
-    "enable_set_attribute_value", "log_level", "log_file", "syslog_socket", "syslog_udp",
-    "syslog_tcp", "syslog_facility", "syslog_hostname", "syslog_process", "syslog_pid",
-    "disable_threads", "disable_thread_pool", "log_format", "metrics_file", "metrics_interval_seconds",
-)
-TOP_KEYS = frozenset((*_TOP_SCALARS, "slots"))
-SLOT_KEYS = frozenset({
-    "label", "description", "operator", "administrator", "instances", "retries", "tcp_keepalive",
-    "connections_max_idle_duration", "timeout_seconds", "certificate_format",
-})
-USER_KEYS = frozenset({"username", "password"})
-INSTANCE_KEYS = frozenset({"url", "max_idle_connections", "sha256_fingerprints", "danger_insecure_cert", "ca_file"})
-RETRY_KEYS = frozenset({"count", "delay_seconds"})
-KEEPALIVE_KEYS = frozenset({"time_seconds", "interval_seconds", "retries"})
-UDP_KEYS = frozenset({"to_addr", "from_addr"})
-ALL_KEYS = TOP_KEYS | SLOT_KEYS | USER_KEYS | INSTANCE_KEYS | RETRY_KEYS | KEEPALIVE_KEYS | UDP_KEYS
-
-# Where each group of keys belongs, for a known key found at the wrong level.
-PLACES = (
-    (TOP_KEYS, "at the top level of the file"),
-    (SLOT_KEYS, "in a slot (slots[])"),
-    (INSTANCE_KEYS, "in an instance (slots[].instances[])"),
-    (USER_KEYS, "in slots[].operator or slots[].administrator"),
-    (RETRY_KEYS, "in slots[].retries"),
-    (KEEPALIVE_KEYS, "in slots[].tcp_keepalive"),
-    (UDP_KEYS, "in syslog_udp"),
-)
-
-# Allowed ranges of numeric keys (by key name in its mapping): (minimum, maximum, why the maximum).
-# The keepalive maxima are Linux's (MAX_TCP_KEEPIDLE/KEEPINTVL 32767, MAX_TCP_KEEPCNT 127): the
-# kernel refuses larger values, which would fail every connection. Seconds are finite.
-LIMITS = {
-    "max_idle_connections": (1, 1024, "idle connections kept per instance"),
-    "count": (0, 100, "retries per API call"),
-    "delay_seconds": (0, 3600, "one hour"),
-    "timeout_seconds": (0, 86400, "one day; leave it out for no timeout"),
-    "connections_max_idle_duration": (0, 31536000, "one year; leave it out for unlimited"),
-    "time_seconds": (1, 32767, "the kernel's limit of TCP_KEEPIDLE"),
-    "interval_seconds": (1, 32767, "the kernel's limit of TCP_KEEPINTVL"),
-    "retries": (1, 127, "the kernel's limit of TCP_KEEPCNT"),
-    "metrics_interval_seconds": (1, 86400, "one day"),
-}
-
-
-class _Reader:
-    """Typed access to one mapping of one file, with the key path for messages."""
-
-    def __init__(self, data: Any, file: str, path: str, known: frozenset[str], warnings: list[str]):
-        if not isinstance(data, dict):
-            raise ConfigError(f"expected a mapping, got {_kind(data)}", file=file, key=path or "(top level)")
-        self.data = data
-        self.file = file
-        self.path = path
-        for key in data:
-            if not isinstance(key, str):
-                raise ConfigError(f"key {key!r} is not a string", file=file, key=path or "(top level)")
-            if key not in known and key in ALL_KEYS:
-                places = " or ".join(where for keys, where in PLACES if key in keys)
-                here = f"in {self.path}" if self.path else "at the top level"
-                warnings.append(f"{file}: key '{self.key(key)}' ignored: '{key}' is not a setting {here}, "
-                                f"it belongs {places}")
-            elif key not in known:
-                import difflib
-
-                close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6) or \
-                    difflib.get_close_matches(key, sorted(ALL_KEYS), n=1, cutoff=0.75)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                warnings.append(f"{file}: unknown key '{self.key(key)}' ignored{hint}")
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def error(self, name: str, problem: str) -> ConfigError:
-        return ConfigError(problem, file=self.file, key=self.key(name))
-
-    def has(self, name: str) -> bool:
-        return self.data.get(name) is not None
-
-    def raw(self, name: str) -> Any:
-        return self.data.get(name)
-
-    def str(self, name: str, *, required: bool = False, nonempty: bool = False) -> str | None:
-        value = self.data.get(name)
-        if value is None:
-            if required:
-                raise self.error(name, "is required")
-            return None
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise self.error(name, f"must be a string, got {_kind(value)}")
-        value = str(value)
-        if nonempty and not value.strip():
-            raise self.error(name, "must not be empty")
-        return value
-
-    def bool(self, name: str) -> bool | None:
-        value = self.data.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, bool):
-            raise self.error(name, f"must be true or false, got {value!r}")
-        return value
-
-    def _range(self, name: str, minimum: int) -> tuple[int, int | None, str]:
-        low, high, why = LIMITS.get(name, (minimum, None, ""))
-        return max(low, minimum), high, why
-
-    def _range_text(self, low, high, why) -> str:
-        if high is None:
-            return f">= {low}"
-        return f"from {low} to {high}" + (f" ({why})" if why else "")
-
-    def int(self, name: str, *, minimum: int = 0) -> int | None:
-        value = self.data.get(name)
-        if value is None:
-            return None
-        low, high, why = self._range(name, minimum)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(name, f"must be an integer {self._range_text(low, high, why)}, got {value!r}")
-        if value < low or (high is not None and value > high):
-            raise self.error(name, f"must be {self._range_text(low, high, why)}, got {value}")
-        return value
-
-    def seconds(self, name: str) -> float | None:
-        value = self.data.get(name)
-        if value is None:
-            return None
-        low, high, why = self._range(name, 0)
-        allowed = f"a number of seconds {self._range_text(low, high, why)}"
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(name, f"must be {allowed}, got {value!r}")
-        if value != value or value in (float("inf"), float("-inf")):  # YAML .nan / .inf
-            raise self.error(name, f"must be {allowed}, got {value}")
-        if value < low or (high is not None and value > high):
-            raise self.error(name, f"must be {allowed}, got {value}")
-        return float(value)
-
-    def sub(self, name: str, known: frozenset[str], warnings: list[str]) -> _Reader | None:
-        value = self.data.get(name)
-        if value is None:
-            return None
-        return _Reader(value, self.file, self.key(name), known, warnings)
-
-    def list(self, name: str) -> list:
-        value = self.data.get(name)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.error(name, f"must be a list, got {_kind(value)}")
-        return value
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
-
-
-def _hostport(r: _Reader, name: str, value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise r.error(name, f"must be host:port, got {value!r}")
-    return value
 
 
 def normalise_fingerprint(text: str) -> bytes:
@@ -266,7 +102,7 @@ def normalise_fingerprint(text: str) -> bytes:
     return raw
 
 
-def _user(r: _Reader, name: str, env: Mapping[str, str], warnings: list[str]) -> UserConfig | None:
+def _user(r: Reader, name: str, env: Mapping[str, str], warnings: list[str]) -> UserConfig | None:
     u = r.sub(name, USER_KEYS, warnings)
     if u is None:
         return None
@@ -285,11 +121,11 @@ def _user(r: _Reader, name: str, env: Mapping[str, str], warnings: list[str]) ->
 _URL_EXAMPLE = "https://host:8443/api/v1"
 
 
-def _url(r: _Reader, warnings: list[str]) -> str:
+def _url(r: Reader, warnings: list[str]) -> str:
     """The instance URL, checked as the client will use it: https (the NetHSM serves nothing else,
     the client speaks nothing else), a host, a port 1-65535, no user info (it would be logged with
     the URL), no query or fragment."""
-    from urllib.parse import urlsplit
+    from urllib.parse import urlsplit  # lazy: urllib.parse only when an instance is read
 
     url = r.str("url", required=True, nonempty=True).strip().rstrip("/")
     try:
@@ -322,13 +158,13 @@ def _url(r: _Reader, warnings: list[str]) -> str:
     return url
 
 
-def _instance(r: _Reader, warnings: list[str]) -> InstanceConfig:
+def _instance(r: Reader, warnings: list[str]) -> InstanceConfig:
     url = _url(r, warnings)
     fps = []
     for i, fp in enumerate(r.list("sha256_fingerprints")):
         key = f"sha256_fingerprints[{i}]"
         if not isinstance(fp, str):
-            raise r.error(key, f"must be a hex string, got {_kind(fp)}")
+            raise r.error(key, f"must be a hex string, got {kind_of(fp)}")
         try:
             fps.append(normalise_fingerprint(fp))
         except ValueError as exc:
@@ -347,7 +183,7 @@ def _instance(r: _Reader, warnings: list[str]) -> InstanceConfig:
     )
 
 
-def _slot(r: _Reader, env: Mapping[str, str], warnings: list[str]) -> SlotConfig:
+def _slot(r: Reader, env: Mapping[str, str], warnings: list[str]) -> SlotConfig:
     label = r.str("label", required=True, nonempty=True)
     operator = _user(r, "operator", env, warnings)
     administrator = _user(r, "administrator", env, warnings)
@@ -358,7 +194,7 @@ def _slot(r: _Reader, env: Mapping[str, str], warnings: list[str]) -> SlotConfig
     if not raw_instances:
         raise r.error("instances", "at least one instance (url) is required")
     instances = tuple(
-        _instance(_Reader(inst, r.file, r.key(f"instances[{i}]"), INSTANCE_KEYS, warnings), warnings)
+        _instance(Reader(inst, r.file, r.key(f"instances[{i}]"), INSTANCE_KEYS, warnings), warnings)
         for i, inst in enumerate(raw_instances)
     )
     retries = None
@@ -394,7 +230,7 @@ def _slot(r: _Reader, env: Mapping[str, str], warnings: list[str]) -> SlotConfig
     )
 
 
-def _top_scalars(r: _Reader, warnings: list[str]) -> dict[str, Any]:
+def _top_scalars(r: Reader, warnings: list[str]) -> dict[str, Any]:
     """The scalar options a file sets (only those present)."""
     out: dict[str, Any] = {}
     for name in ("enable_set_attribute_value", "disable_threads", "disable_thread_pool"):
@@ -428,13 +264,13 @@ def _top_scalars(r: _Reader, warnings: list[str]) -> dict[str, Any]:
     if r.has("metrics_interval_seconds"):
         out["metrics_interval_seconds"] = r.seconds("metrics_interval_seconds")
     if r.has("syslog_tcp"):
-        out["syslog_tcp"] = _hostport(r, "syslog_tcp", r.str("syslog_tcp"))
+        out["syslog_tcp"] = hostport(r, "syslog_tcp", r.str("syslog_tcp"))
     if r.has("syslog_udp"):
         u = r.sub("syslog_udp", UDP_KEYS, warnings)
-        to_addr = _hostport(u, "to_addr", u.str("to_addr", required=True))
+        to_addr = hostport(u, "to_addr", u.str("to_addr", required=True))
         from_addr = u.str("from_addr")
         if from_addr is not None:
-            _hostport(u, "from_addr", from_addr)
+            hostport(u, "from_addr", from_addr)
         out["syslog_udp"] = SyslogUdp(to_addr=to_addr, from_addr=from_addr)
     if r.has("syslog_facility"):
         fac = r.str("syslog_facility")
@@ -472,7 +308,7 @@ def log_file_problem(path: str) -> str | None:
 
 
 def _read_yaml(path: str) -> Any:
-    import yaml  # C_Initialize imports it only when a file is read
+    import yaml  # lazy: C_Initialize imports it only when a file is read
 
     try:
         with open(path, encoding="utf-8") as fh:
@@ -501,7 +337,7 @@ def load_files(paths: list[str], env: Mapping[str, str] | None = None) -> LoadRe
     origin: dict[str, str] = {}
     slots: list[SlotConfig] = []
     for path in paths:
-        r = _Reader(_read_yaml(path), path, "", TOP_KEYS, warnings)
+        r = Reader(_read_yaml(path), path, "", TOP_KEYS, warnings)
         for name, value in _top_scalars(r, warnings).items():
             if name not in scalars:
                 scalars[name] = value
@@ -509,7 +345,7 @@ def load_files(paths: list[str], env: Mapping[str, str] | None = None) -> LoadRe
             elif scalars[name] != value:
                 warnings.append(f"{path}: '{name}' ignored, already set by {origin[name]} (first file wins)")
         for i, raw in enumerate(r.list("slots")):
-            sr = _Reader(raw, path, f"slots[{i}]", SLOT_KEYS, warnings)
+            sr = Reader(raw, path, f"slots[{i}]", SLOT_KEYS, warnings)
             slots.append(_slot(sr, env, warnings))
     targets = [n for n in ("syslog_socket", "syslog_udp", "syslog_tcp") if n in scalars]
     if len(targets) > 1:

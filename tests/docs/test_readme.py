@@ -14,12 +14,36 @@ def test_the_two_commands_are_documented():
     assert "Debian 12" in README
 
 
-def test_every_config_key_is_in_the_reference():
-    from p11nethsm.config import loader
+def _reference_rows(heading: str) -> dict[str, str]:
+    """The rows of one table of the README's configuration reference: key -> the row's text."""
+    section = README.split(f"### Reference: {heading}\n", 1)[1].split("\n### ", 1)[0]
+    return {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z_0-9]+)` \|.*$", section, re.M)}
 
-    reference = README.split("## Configuration", 1)[1].split("## Against a real NetHSM", 1)[0]
-    for key in sorted(loader.ALL_KEYS):
-        assert f"`{key}`" in reference or f"{{{key}" in reference or f"{key}:" in reference, key
+
+def _braced_keys(text: str) -> set[str]:
+    """The keys of the `{a: 1, b: 2}` examples in a row."""
+    return {k for block in re.findall(r"\{([^}]*)\}", text) for k in re.findall(r"([a-z_]+):", block)}
+
+
+def test_the_reference_tables_are_the_loaders_keys_both_ways():
+    """Every key the loader accepts has its row at its level, and every row is a key the loader
+    accepts there: a key added to config/model.py without a row fails, and so does a stale row."""
+    from p11nethsm.config import schema
+
+    assert set(_reference_rows("top-level keys")) == schema.TOP_KEYS
+    assert set(_reference_rows("`slots[]`")) == schema.SLOT_KEYS
+    assert set(_reference_rows("`slots[].instances[]`")) == schema.INSTANCE_KEYS
+
+
+def test_the_nested_keys_are_in_their_rows_both_ways():
+    from p11nethsm.config import schema
+
+    top, slot = _reference_rows("top-level keys"), _reference_rows("`slots[]`")
+    assert _braced_keys(slot["retries"]) == schema.RETRY_KEYS
+    assert _braced_keys(slot["tcp_keepalive"]) == schema.KEEPALIVE_KEYS
+    assert _braced_keys(top["syslog_udp"]) == schema.UDP_KEYS
+    users = re.search(r"^`operator`/`administrator` keys: (.*?)\. ", README, re.M | re.S).group(1)
+    assert set(re.findall(r"`([a-z_]+)` \(", users)) == schema.USER_KEYS
 
 
 def test_the_example_config_loads_without_warnings(tmp_path):
