@@ -14,11 +14,17 @@ buffers (C_GetAttributeValue values, signatures...) are not read either.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
+import struct
 import threading
 import time
 
-__all__ = ["CallContext", "current", "begin", "describe_args"]
+from p11nethsm.ck.cdata import template_array
+from p11nethsm.ck.constants import CKA, CKG, CKM, CKR, CKU
+from p11nethsm.ck.structs import CK_MECHANISM
+
+__all__ = ["CallContext", "current", "begin", "describe_args", "register_attribute_codec"]
 
 _local = threading.local()
 _ids = itertools.count(1)
@@ -59,10 +65,9 @@ _MAX_VALUE = 4096  # bytes read per attribute value
 _SHORT = 24  # bytes shown of a non-secret byte value
 
 # Attribute values never shown (their length is): key material, whatever the object class.
-SECRET_ATTRIBUTES = frozenset({
-    0x011,  # CKA_VALUE (secret key value, EC/RSA private value; a certificate's DER too)
-    0x123, 0x124, 0x125, 0x126, 0x127, 0x128,  # CKA_PRIVATE_EXPONENT .. CKA_COEFFICIENT
-})
+# CKA_VALUE: a secret key's value, an EC/RSA private value (a certificate's DER too).
+SECRET_ATTRIBUTES = frozenset({CKA.VALUE, CKA.PRIVATE_EXPONENT, CKA.PRIME_1, CKA.PRIME_2, CKA.EXPONENT_1,
+                               CKA.EXPONENT_2, CKA.COEFFICIENT})
 # Inputs read as templates (output templates, e.g. C_GetAttributeValue's, show names only).
 _INPUT_TEMPLATES = {"C_FindObjectsInit", "C_CreateObject", "C_CopyObject", "C_SetAttributeValue",
                     "C_GenerateKey", "C_GenerateKeyPair", "C_UnwrapKey", "C_DeriveKey"}
@@ -76,9 +81,26 @@ def _enum_name(enum_cls, prefix: str, value: int) -> str:
 
 
 def mechanism_name(value: int) -> str:
-    from p11nethsm.ck.constants import CKM
-
     return _enum_name(CKM, "CKM_", value)
+
+
+def _attribute_name(cka: int) -> str:
+    return _enum_name(CKA, "CKA_", cka)
+
+
+def _no_codec(cka: int, raw: bytes):
+    return bytes(raw)
+
+
+# The attribute codec table lives in p11nethsm.objects, a layer above this one: it registers its
+# `name_of` and `unpack` here when it is imported (before any call that has a template runs, the
+# handler of that call has imported it). Until then attributes show as names and bytes.
+_codec = [_attribute_name, _no_codec]
+
+
+def register_attribute_codec(name_of, unpack) -> None:
+    """name_of(cka) -> 'CKA_...'; unpack(cka, raw) -> value (raises for a malformed value)."""
+    _codec[:] = [name_of, unpack]
 
 
 def _short_bytes(raw: bytes) -> str:
@@ -90,11 +112,6 @@ def _short_bytes(raw: bytes) -> str:
 
 
 def _mechanism(p_mech: int, with_params: bool) -> str:
-    import struct
-
-    from p11nethsm.ck.constants import CKG
-    from p11nethsm.ck.structs import CK_MECHANISM
-
     mech = CK_MECHANISM.from_address(p_mech)
     name = mechanism_name(mech.mechanism)
     n, p = mech.ulParameterLen, mech.pParameter
@@ -103,8 +120,6 @@ def _mechanism(p_mech: int, with_params: bool) -> str:
     ul = struct.calcsize("L")
     if n > _MAX_VALUE:
         return f"{name}{{{n} bytes of parameters}}"
-    import ctypes
-
     param = ctypes.string_at(p, n)
     if "PSS" in name and n == 3 * ul:
         h, mgf, slen = struct.unpack("3L", param)
@@ -116,15 +131,14 @@ def _mechanism(p_mech: int, with_params: bool) -> str:
 
 
 def _attribute(cka: int, raw: bytes | None) -> str:
-    from p11nethsm.objects import attributes
-
-    name = attributes.name_of(cka)
+    name_of, unpack = _codec
+    name = name_of(cka)
     if raw is None:
         return f"{name}=NULL"
     if cka in SECRET_ATTRIBUTES:
         return f"{name}=<{len(raw)} bytes, not logged>"
     try:
-        value = attributes.unpack(cka, raw)
+        value = unpack(cka, raw)
     except Exception:
         return f"{name}={_short_bytes(raw)}"
     if isinstance(value, bool):
@@ -143,15 +157,11 @@ def _attribute(cka: int, raw: bytes | None) -> str:
 
 
 def _prefix_of(cka: int) -> str:
-    return {0x000: "CKO_", 0x100: "CKK_", 0x080: "CKC_"}.get(cka, "")
+    return {CKA.CLASS: "CKO_", CKA.KEY_TYPE: "CKK_", CKA.CERTIFICATE_TYPE: "CKC_"}.get(cka, "")
 
 
 def _template(function: str, p_template: int, count: int) -> str:
-    import ctypes
-
-    from p11nethsm.ck.cdata import template_array
-    from p11nethsm.objects import attributes
-
+    name_of = _codec[0]
     if not p_template:
         return "NULL"
     n = min(count, _MAX_TEMPLATE)
@@ -159,11 +169,11 @@ def _template(function: str, p_template: int, count: int) -> str:
     out = []
     for a in template_array(p_template, n):
         if function not in _INPUT_TEMPLATES:
-            out.append(attributes.name_of(a.type))  # an output template: its values are not ours to read
+            out.append(name_of(a.type))  # an output template: its values are not ours to read
         elif not a.pValue:
             out.append(_attribute(a.type, None))
         elif a.ulValueLen > _MAX_VALUE or a.type in SECRET_ATTRIBUTES:
-            out.append(f"{attributes.name_of(a.type)}=<{a.ulValueLen} bytes, not logged>")
+            out.append(f"{name_of(a.type)}=<{a.ulValueLen} bytes, not logged>")
         else:
             out.append(_attribute(a.type, ctypes.string_at(a.pValue, a.ulValueLen)))
     return "{" + ", ".join(out) + more + "}"
@@ -173,13 +183,11 @@ def _template(function: str, p_template: int, count: int) -> str:
 # them again is safe (an error found before that, e.g. a bad session handle or count, may leave
 # pointers and lengths the handler never looked at: they are shown as numbers only).
 _READ_OK = frozenset({
-    0x000,  # CKR_OK
-    0x010, 0x011, 0x012, 0x013,  # CKR_ATTRIBUTE_READ_ONLY/SENSITIVE/TYPE_INVALID/VALUE_INVALID
-    0x0D0, 0x0D1,  # CKR_TEMPLATE_INCOMPLETE/INCONSISTENT
-    0x063, 0x068,  # CKR_KEY_TYPE_INCONSISTENT, CKR_KEY_FUNCTION_NOT_PERMITTED
-    0x071,  # CKR_MECHANISM_PARAM_INVALID
+    CKR.OK, CKR.ATTRIBUTE_READ_ONLY, CKR.ATTRIBUTE_SENSITIVE, CKR.ATTRIBUTE_TYPE_INVALID,
+    CKR.ATTRIBUTE_VALUE_INVALID, CKR.TEMPLATE_INCOMPLETE, CKR.TEMPLATE_INCONSISTENT,
+    CKR.KEY_TYPE_INCONSISTENT, CKR.KEY_FUNCTION_NOT_PERMITTED, CKR.MECHANISM_PARAM_INVALID,
 })
-_MECHANISM_INVALID = 0x070
+_MECHANISM_INVALID = CKR.MECHANISM_INVALID
 
 
 def describe_args(function: str, argnames: tuple[str, ...], args: tuple[int, ...], rv: int) -> str:
@@ -202,8 +210,6 @@ def describe_args(function: str, argnames: tuple[str, ...], args: tuple[int, ...
             except Exception:
                 pass
         if name == "userType":
-            from p11nethsm.ck.constants import CKU
-
             parts.append(f"userType={_enum_name(CKU, 'CKU_', value)}")
         elif name[0] == "p" or name in ("RandomData", "Notify"):
             parts.append(f"{name}={value:#x}" if value else f"{name}=NULL")

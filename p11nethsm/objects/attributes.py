@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Final
 
+from p11nethsm import calllog
 from p11nethsm.ck.constants import CKA, CKC, CKK, CKM, CKO
 from p11nethsm.ck.errors import AttributeTypeInvalid, AttributeValueInvalid
 from p11nethsm.ck.structs import ULONG_SIZE
@@ -221,3 +222,6 @@ def name_of(cka: int) -> str:
         return f"CKA_{CKA(cka).name}"
     except ValueError:
         return f"CKA_{cka:#x}"
+
+
+calllog.register_attribute_codec(name_of, unpack)  # the Debug call log shows templates by name and value
