@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from p11nethsm import logflags
+from p11nethsm import forksafe, logflags
 
 __all__ = ["logger", "loaded", "on_load", "real"]
 
@@ -43,12 +43,12 @@ def loaded() -> bool:
 def _own_logger():
     """A loguru Logger with a Core of its own (loguru builds its global `logger` the same way)."""
     try:
-        from loguru._logger import Core, Logger
+        from loguru._logger import Core, Logger  # lazy: loguru only when a line is first written
 
         return Logger(core=Core(), exception=None, depth=0, record=False, lazy=False, colors=False,
                       raw=False, capture=True, patchers=[], extra={})
     except (ImportError, TypeError):  # a loguru whose internals moved: share the global logger,
-        from loguru import logger  # never touching its handlers (our sinks filter our records)
+        from loguru import logger  # lazy: as above; never touching its handlers (our sinks filter our records)
 
         return logger
 
@@ -61,8 +61,6 @@ def real():
     with _lock:
         if _real is None:
             own = _own_logger()
-            from p11nethsm import forksafe
-
             forksafe.register_after("loguru")
             for step in _pending:
                 step(own)

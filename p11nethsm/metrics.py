@@ -21,6 +21,7 @@ import time
 from collections import Counter
 
 from p11nethsm import hostsignals
+from p11nethsm.log import logger
 
 __all__ = ["Metrics", "configure", "current", "shutdown"]
 
@@ -147,8 +148,6 @@ class Metrics:
                 fh.write(text)
             os.replace(tmp, self.path)
         except Exception as exc:  # metrics must never break a PKCS#11 call
-            from p11nethsm.log import logger
-
             logger.warning("metrics_file {}: not written: {}", self.path, exc)
             try:
                 os.unlink(tmp)

@@ -25,13 +25,12 @@ from p11nethsm.ck.errors import (
 from p11nethsm.objects import attributes
 from p11nethsm.objects.id_encoding import encode_id, encode_label, label_of
 from p11nethsm.objects.templates import CertRequest, KeyRequest
+from p11nethsm.values import Role
 
 __all__ = ["generate", "import_key", "store_certificate", "destroy", "set_attributes", "key_id_for"]
 
 
 def _admin(slot):
-    from p11nethsm.values import Role
-
     return slot.credentials(Role.ADMINISTRATOR)
 
 

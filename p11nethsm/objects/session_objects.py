@@ -12,7 +12,8 @@ C_GenerateKeyPair, in any session.
 from __future__ import annotations
 
 from p11nethsm.ck.constants import CKA, CKK, CKO
-from p11nethsm.ck.errors import AttributeValueInvalid, TemplateInconsistent
+from p11nethsm.ck.errors import ActionProhibited, AttributeReadOnly, AttributeValueInvalid, TemplateInconsistent
+from p11nethsm.objects import attributes
 from p11nethsm.objects.model import KeyInfo, P11Object, certificate_object, objects_for_key, parse_certificate
 from p11nethsm.objects.policy import CURVE_BY_PARAMS, GENERATE_MECHANISMS, parse_der_octet_string
 
@@ -120,9 +121,6 @@ def build(tpl) -> P11Object:
 
 def set_attributes(obj: P11Object, values: dict) -> None:
     """C_SetAttributeValue on a session object: MUTABLE attributes of a modifiable object."""
-    from p11nethsm.ck.errors import ActionProhibited, AttributeReadOnly
-    from p11nethsm.objects import attributes
-
     if not obj.attrs.get(CKA.MODIFIABLE, True):
         raise ActionProhibited("the object has CKA_MODIFIABLE = FALSE")
     for cka, value in values.items():

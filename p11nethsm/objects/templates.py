@@ -35,7 +35,9 @@ from p11nethsm.ck.errors import (
     TemplateIncomplete,
     TemplateInconsistent,
 )
+from p11nethsm.log import logger
 from p11nethsm.objects import attributes
+from p11nethsm.objects.model import parse_certificate
 from p11nethsm.objects.policy import CURVE_BY_PARAMS, GENERATE_MECHANISMS, NETHSM_MECHANISMS
 
 __all__ = ["Template", "KeyRequest", "CertRequest", "keypair_request", "secret_request", "create_request"]
@@ -101,8 +103,6 @@ def _storage_checks(tpl: Template, secret: bool) -> None:
     if secret:
         for cka, asked in ((CKA.SENSITIVE, False), (CKA.EXTRACTABLE, True), (CKA.PRIVATE, False)):
             if cka in tpl and bool(tpl.get(cka)) == asked:
-                from p11nethsm.log import logger
-
                 logger.info("{} = {} asked: NetHSM keys are private, sensitive and never extractable "
                             "(the key gets more protection than asked)", attributes.name_of(cka),
                             "TRUE" if asked else "FALSE")
@@ -236,54 +236,60 @@ def create_request(tpl: Template) -> KeyRequest | CertRequest:
         if ctype != CKC.X_509:
             raise AttributeValueInvalid("only X.509 certificates can be stored")
         der = tpl.need(CKA.VALUE)
-        from p11nethsm.objects.model import parse_certificate
-
         if parse_certificate(der) is None:
             raise AttributeValueInvalid("CKA_VALUE is not a DER X.509 certificate")
         if ck_id is None and label is None:
             raise TemplateIncomplete("a certificate needs CKA_ID (or CKA_LABEL) naming its NetHSM key")
         return CertRequest(der, ck_id, label)
     if cls == CKO.PRIVATE_KEY:
-        _storage_checks(tpl, secret=True)
-        ktype = tpl.need(CKA.KEY_TYPE)
-        sign = _usage([(tpl, CKA.SIGN)])
-        allowed = _allowed(tpl)
-        if ktype == CKK.RSA:
-            decrypt = _usage([(tpl, CKA.DECRYPT)])
-            mechs = _mechanisms("RSA", {CKA.SIGN: sign, CKA.DECRYPT: decrypt}, allowed)
-            return KeyRequest("RSA", mechs, ck_id, label, private=_rsa_import(tpl))
-        if ktype in (CKK.EC, CKK.EC_EDWARDS):
-            curve = _curve(tpl.need(CKA.EC_PARAMS))
-            if (curve.ckk == CKK.EC_EDWARDS) != (ktype == CKK.EC_EDWARDS):
-                raise TemplateInconsistent("CKA_KEY_TYPE and CKA_EC_PARAMS do not agree")
-            value = tpl.need(CKA.VALUE)
-            if len(value) > curve.field_bytes:
-                value = value.lstrip(b"\x00")
-                if len(value) > curve.field_bytes:
-                    raise AttributeValueInvalid(f"the private value is longer than {curve.field_bytes} bytes")
-            family = "Curve25519" if curve.ckk == CKK.EC_EDWARDS else "EC"
-            mechs = _mechanisms(family, {CKA.SIGN: sign}, allowed)
-            return KeyRequest(curve.nethsm_type, mechs, ck_id, label,
-                              private={"data": value.rjust(curve.field_bytes, b"\x00")})
-        raise AttributeValueInvalid(f"the NetHSM cannot store private keys of type {ktype!r}")
+        return _private_key_import(tpl, ck_id, label)
     if cls == CKO.SECRET_KEY:
-        _storage_checks(tpl, secret=True)
-        ktype = tpl.need(CKA.KEY_TYPE)
-        value = tpl.need(CKA.VALUE)
-        if CKA.VALUE_LEN in tpl and tpl.get(CKA.VALUE_LEN) != len(value):
-            raise TemplateInconsistent("CKA_VALUE_LEN does not match CKA_VALUE")
-        if ktype == CKK.AES:
-            if len(value) not in AES_LENGTHS:
-                raise AttributeValueInvalid("AES keys are 16, 24 or 32 bytes")
-            mechs = _secret_mechs(tpl)
-        elif ktype == CKK.GENERIC_SECRET:
-            wants_use = any(c in tpl and tpl.get(c) for c in (CKA.ENCRYPT, CKA.DECRYPT))
-            if wants_use and len(value) not in AES_LENGTHS:
-                raise TemplateInconsistent("only 16/24/32-byte secrets can encrypt (AES-CBC)")
-            mechs = _secret_mechs(tpl) if wants_use else []
-        else:
-            raise AttributeValueInvalid(f"the NetHSM cannot store secret keys of type {ktype!r}")
-        return KeyRequest("Generic", mechs, ck_id, label, private={"data": value}, value_len=len(value))
+        return _secret_key_import(tpl, ck_id, label)
     if cls == CKO.PUBLIC_KEY:
         raise AttributeValueInvalid("the NetHSM cannot store a public key alone (import the private key)")
     raise AttributeValueInvalid(f"the NetHSM cannot store objects of class {cls!r}")
+
+
+def _private_key_import(tpl: Template, ck_id, label) -> KeyRequest:
+    _storage_checks(tpl, secret=True)
+    ktype = tpl.need(CKA.KEY_TYPE)
+    sign = _usage([(tpl, CKA.SIGN)])
+    allowed = _allowed(tpl)
+    if ktype == CKK.RSA:
+        decrypt = _usage([(tpl, CKA.DECRYPT)])
+        mechs = _mechanisms("RSA", {CKA.SIGN: sign, CKA.DECRYPT: decrypt}, allowed)
+        return KeyRequest("RSA", mechs, ck_id, label, private=_rsa_import(tpl))
+    if ktype in (CKK.EC, CKK.EC_EDWARDS):
+        curve = _curve(tpl.need(CKA.EC_PARAMS))
+        if (curve.ckk == CKK.EC_EDWARDS) != (ktype == CKK.EC_EDWARDS):
+            raise TemplateInconsistent("CKA_KEY_TYPE and CKA_EC_PARAMS do not agree")
+        value = tpl.need(CKA.VALUE)
+        if len(value) > curve.field_bytes:
+            value = value.lstrip(b"\x00")
+            if len(value) > curve.field_bytes:
+                raise AttributeValueInvalid(f"the private value is longer than {curve.field_bytes} bytes")
+        family = "Curve25519" if curve.ckk == CKK.EC_EDWARDS else "EC"
+        mechs = _mechanisms(family, {CKA.SIGN: sign}, allowed)
+        return KeyRequest(curve.nethsm_type, mechs, ck_id, label,
+                          private={"data": value.rjust(curve.field_bytes, b"\x00")})
+    raise AttributeValueInvalid(f"the NetHSM cannot store private keys of type {ktype!r}")
+
+
+def _secret_key_import(tpl: Template, ck_id, label) -> KeyRequest:
+    _storage_checks(tpl, secret=True)
+    ktype = tpl.need(CKA.KEY_TYPE)
+    value = tpl.need(CKA.VALUE)
+    if CKA.VALUE_LEN in tpl and tpl.get(CKA.VALUE_LEN) != len(value):
+        raise TemplateInconsistent("CKA_VALUE_LEN does not match CKA_VALUE")
+    if ktype == CKK.AES:
+        if len(value) not in AES_LENGTHS:
+            raise AttributeValueInvalid("AES keys are 16, 24 or 32 bytes")
+        mechs = _secret_mechs(tpl)
+    elif ktype == CKK.GENERIC_SECRET:
+        wants_use = any(c in tpl and tpl.get(c) for c in (CKA.ENCRYPT, CKA.DECRYPT))
+        if wants_use and len(value) not in AES_LENGTHS:
+            raise TemplateInconsistent("only 16/24/32-byte secrets can encrypt (AES-CBC)")
+        mechs = _secret_mechs(tpl) if wants_use else []
+    else:
+        raise AttributeValueInvalid(f"the NetHSM cannot store secret keys of type {ktype!r}")
+    return KeyRequest("Generic", mechs, ck_id, label, private={"data": value}, value_len=len(value))

@@ -7,7 +7,7 @@ from fakes import FakeApi, FakeSession, FakeSlot
 from p11nethsm.ck.constants import CKA, CKO
 from p11nethsm.ck.errors import ObjectHandleInvalid
 from p11nethsm.objects import attributes as A
-from p11nethsm.objects import store as store_mod
+from p11nethsm.objects import listing as listing_mod
 from test_model import self_signed
 
 
@@ -60,7 +60,7 @@ def test_certificate_state_is_refetched_after_the_ttl(monkeypatch):
     assert slot.objects.find(s, [cls(CKO.CERTIFICATE)]) == []
     api.keys["k0001"].cert = self_signed().public_bytes(serialization.Encoding.DER)
     assert slot.objects.find(s, [cls(CKO.CERTIFICATE)]) == []  # cached
-    monkeypatch.setattr(store_mod, "CERT_TTL", -1)
+    monkeypatch.setattr(listing_mod, "CERT_TTL", -1)
     (h,) = slot.objects.find(s, [cls(CKO.CERTIFICATE)])
     obj = slot.objects.get(s, h)
     assert obj.value(CKA.ID) == b"k0001"
