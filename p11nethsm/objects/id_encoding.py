@@ -90,7 +90,7 @@ def encode_label(label: bytes) -> str:
     """The NetHSM label text for CKA_LABEL bytes (AttributeValueInvalid if it is too long)."""
     text = _as_text(label)
     if text is None or text.startswith(LABEL_PREFIX):
-        import base64
+        import base64  # lazy: only for a binary label (b64:...)
 
         text = LABEL_PREFIX + base64.b64encode(label).decode("ascii")
     if len(text.encode("utf-8")) > MAX_LABEL_BYTES:
@@ -103,8 +103,8 @@ def encode_label(label: bytes) -> str:
 def decode_label(text: str) -> bytes:
     """CKA_LABEL bytes of a stored NetHSM label (inverse of encode_label on its image)."""
     if text.startswith(LABEL_PREFIX):
-        import base64
-        import binascii
+        import base64  # lazy: only for a binary label (b64:...)
+        import binascii  # lazy: only for a binary label (b64:...)
 
         try:
             raw = base64.b64decode(text[len(LABEL_PREFIX):], validate=True)

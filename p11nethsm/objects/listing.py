@@ -16,7 +16,14 @@ from p11nethsm.ck.constants import CKO
 from p11nethsm.ck.errors import AttributeValueInvalid
 from p11nethsm.log import logger
 from p11nethsm.objects.id_encoding import encode_id, encode_label, label_of
-from p11nethsm.objects.model import KeyInfo, P11Object, certificate_object, key_from_json, objects_for_key, parse_certificate
+from p11nethsm.objects.model import (
+    KeyInfo,
+    P11Object,
+    certificate_object,
+    key_from_json,
+    objects_for_key,
+    parse_certificate,
+)
 from p11nethsm.values import Role
 
 __all__ = ["KeyListing", "CERT_TTL", "MAX_WORKERS"]

@@ -153,8 +153,8 @@ def import_key(slot, req: KeyRequest) -> int:
 def _cert_bytes(slot, der: bytes) -> bytes:
     if str(getattr(slot.config, "certificate_format", "PEM")).upper() == "DER":
         return der
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
+    from cryptography import x509  # lazy: cryptography only when a certificate is stored
+    from cryptography.hazmat.primitives import serialization  # lazy: cryptography only when a certificate is stored
 
     return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
 

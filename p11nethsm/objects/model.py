@@ -130,7 +130,7 @@ class KeyInfo:
         return self._public_key
 
     def spki_der(self) -> bytes:
-        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives import serialization  # lazy: heavy, not on the C_Initialize path
 
         return self.public_key().public_bytes(serialization.Encoding.DER,
                                               serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -138,17 +138,17 @@ class KeyInfo:
 
 def _load_public_key(info: KeyInfo):
     if info.modulus is not None:
-        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.hazmat.primitives.asymmetric import rsa  # lazy: heavy, not on the C_Initialize path
 
         return rsa.RSAPublicNumbers(info.public_exponent, info.modulus).public_key()
     curve = info.curve
     if curve is None or info.point is None:
         raise ValueError(f"key {info.key_id} has no public key")
     if curve.ckk == CKK.EC_EDWARDS:
-        from cryptography.hazmat.primitives.asymmetric import ed25519
+        from cryptography.hazmat.primitives.asymmetric import ed25519  # lazy: heavy, not on the C_Initialize path
 
         return ed25519.Ed25519PublicKey.from_public_bytes(info.point)
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec  # lazy: heavy, not on the C_Initialize path
 
     curve_cls = {
         "secp224r1": ec.SECP224R1, "secp256r1": ec.SECP256R1, "secp384r1": ec.SECP384R1,
@@ -344,8 +344,8 @@ def objects_for_key(info: KeyInfo) -> list[P11Object]:
 
 def parse_certificate(data: bytes) -> bytes | None:
     """DER of a stored certificate (PEM or DER), or None if it is not an X.509 certificate."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
+    from cryptography import x509  # lazy: heavy, not on the C_Initialize path
+    from cryptography.hazmat.primitives import serialization  # lazy: heavy, not on the C_Initialize path
 
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
@@ -359,7 +359,7 @@ def parse_certificate(data: bytes) -> bytes | None:
 
 def certificate_object(key_id: str, label: bytes, der: bytes) -> P11Object:
     """The CKO_CERTIFICATE for the DER certificate stored on key `key_id`."""
-    from cryptography import x509
+    from cryptography import x509  # lazy: heavy, not on the C_Initialize path
 
     cert = x509.load_der_x509_certificate(der)
     attrs = _storage(CKO.CERTIFICATE, key_id, label, private=False)
