@@ -87,42 +87,30 @@ def _wanted(no: int) -> bool:
     return _real is not None or no >= logflags.LEVEL_NO
 
 
+def _level_method(no: int, name: str, **opt):
+    """A logger method: one flag test, and only when the level is wanted, loguru (the caller's
+    frame is the record's: depth=1)."""
+    def method(self, message, *args, **kwargs):
+        if _wanted(no):
+            getattr(real().opt(depth=1, **opt), name)(message, *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
 class _Logger:
     """Stand-in for loguru's logger (see the module docstring)."""
 
     __slots__ = ()
 
-    def trace(self, message, *args, **kwargs):
-        if _wanted(TRACE):
-            real().opt(depth=1).trace(message, *args, **kwargs)
-
-    def debug(self, message, *args, **kwargs):
-        if _wanted(DEBUG):
-            real().opt(depth=1).debug(message, *args, **kwargs)
-
-    def info(self, message, *args, **kwargs):
-        if _wanted(INFO):
-            real().opt(depth=1).info(message, *args, **kwargs)
-
-    def success(self, message, *args, **kwargs):
-        if _wanted(SUCCESS):
-            real().opt(depth=1).success(message, *args, **kwargs)
-
-    def warning(self, message, *args, **kwargs):
-        if _wanted(WARNING):
-            real().opt(depth=1).warning(message, *args, **kwargs)
-
-    def error(self, message, *args, **kwargs):
-        if _wanted(ERROR):
-            real().opt(depth=1).error(message, *args, **kwargs)
-
-    def critical(self, message, *args, **kwargs):
-        if _wanted(CRITICAL):
-            real().opt(depth=1).critical(message, *args, **kwargs)
-
-    def exception(self, message, *args, **kwargs):
-        if _wanted(ERROR):
-            real().opt(depth=1, exception=True).error(message, *args, **kwargs)
+    trace = _level_method(TRACE, "trace")
+    debug = _level_method(DEBUG, "debug")
+    info = _level_method(INFO, "info")
+    success = _level_method(SUCCESS, "success")
+    warning = _level_method(WARNING, "warning")
+    error = _level_method(ERROR, "error")
+    critical = _level_method(CRITICAL, "critical")
+    exception = _level_method(ERROR, "error", exception=True)
 
     def log(self, level, message, *args, **kwargs):
         no = level if isinstance(level, int) else _LEVEL_NO.get(str(level).upper(), WARNING)

@@ -8,15 +8,7 @@ model.py (the parsing of its value is in loader.py).
 
 from __future__ import annotations
 
-from p11nethsm.config.model import (
-    Config,
-    InstanceConfig,
-    KeepaliveConfig,
-    RetryConfig,
-    SlotConfig,
-    SyslogUdp,
-    UserConfig,
-)
+from p11nethsm.config import model
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -41,13 +33,13 @@ class ConfigError(Exception):
 
 
 # --- keys per level: the model's fields, minus what the loader fills in itself (the file names) ---
-TOP_KEYS = frozenset(Config._fields) - {"sources"}
-SLOT_KEYS = frozenset(SlotConfig._fields) - {"source"}
-USER_KEYS = frozenset(UserConfig._fields)
-INSTANCE_KEYS = frozenset(InstanceConfig._fields)
-RETRY_KEYS = frozenset(RetryConfig._fields)
-KEEPALIVE_KEYS = frozenset(KeepaliveConfig._fields)
-UDP_KEYS = frozenset(SyslogUdp._fields)
+TOP_KEYS = frozenset(model.Config._fields) - {"sources"}
+SLOT_KEYS = frozenset(model.SlotConfig._fields) - {"source"}
+USER_KEYS = frozenset(model.UserConfig._fields)
+INSTANCE_KEYS = frozenset(model.InstanceConfig._fields)
+RETRY_KEYS = frozenset(model.RetryConfig._fields)
+KEEPALIVE_KEYS = frozenset(model.KeepaliveConfig._fields)
+UDP_KEYS = frozenset(model.SyslogUdp._fields)
 ALL_KEYS = TOP_KEYS | SLOT_KEYS | USER_KEYS | INSTANCE_KEYS | RETRY_KEYS | KEEPALIVE_KEYS | UDP_KEYS
 
 # Where each group of keys belongs, for a known key found at the wrong level.
