@@ -37,11 +37,14 @@ from p11nethsm.config.model import (
 from p11nethsm.config.schema import (
     FACILITY_NAMES,
     INSTANCE_KEYS,
+    INSTANCE_SWITCHES,
     KEEPALIVE_KEYS,
     LOG_LEVELS,
     RETRY_KEYS,
     SLOT_KEYS,
+    SLOT_SWITCHES,
     TOP_KEYS,
+    TOP_SWITCHES,
     UDP_KEYS,
     USER_KEYS,
     ConfigError,
@@ -173,12 +176,11 @@ def _instance(r: Reader, warnings: list[str]) -> InstanceConfig:
     ca_file = r.str("ca_file")
     if ca_file is not None and not os.path.isfile(ca_file):
         raise r.error("ca_file", f"{ca_file} does not exist or is not a file")
-    insecure = bool(r.bool("danger_insecure_cert"))
     return InstanceConfig(
         url=url,
         max_idle_connections=r.int("max_idle_connections", minimum=1),
         sha256_fingerprints=tuple(fps),
-        danger_insecure_cert=insecure,
+        **_switches(r, INSTANCE_SWITCHES),
         ca_file=ca_file,
     )
 
@@ -227,15 +229,19 @@ def _slot(r: Reader, env: Mapping[str, str], warnings: list[str]) -> SlotConfig:
         connections_max_idle_duration=r.seconds("connections_max_idle_duration"),
         certificate_format=fmt.upper(),
         source=r.file,
+        **_switches(r, SLOT_SWITCHES),
     )
+
+
+def _switches(r: Reader, names: tuple[str, ...]) -> dict[str, bool]:
+    """The true/false keys of one level (schema.*_SWITCHES: the model's bool fields); unset is false."""
+    return {name: bool(r.bool(name)) for name in names}
 
 
 def _top_scalars(r: Reader, warnings: list[str]) -> dict[str, Any]:
     """The scalar options a file sets (only those present)."""
     out: dict[str, Any] = {}
-    for name in ("enable_set_attribute_value", "disable_threads", "disable_thread_pool"):
-        if r.has(name):
-            out[name] = r.bool(name)
+    out.update({name: value for name, value in _switches(r, TOP_SWITCHES).items() if r.has(name)})
     if r.has("log_level"):
         level = r.str("log_level")
         match = [lv for lv in LOG_LEVELS if lv.lower() == level.lower()]

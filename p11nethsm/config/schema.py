@@ -40,6 +40,16 @@ INSTANCE_KEYS = frozenset(model.InstanceConfig._fields)
 RETRY_KEYS = frozenset(model.RetryConfig._fields)
 KEEPALIVE_KEYS = frozenset(model.KeepaliveConfig._fields)
 UDP_KEYS = frozenset(model.SyslogUdp._fields)
+
+
+def _switches(record) -> tuple[str, ...]:
+    """The fields of a record whose default is a bool: true/false keys, read without more code."""
+    return tuple(name for name, default in record._field_defaults.items() if isinstance(default, bool))
+
+
+TOP_SWITCHES = _switches(model.Config)
+SLOT_SWITCHES = _switches(model.SlotConfig)
+INSTANCE_SWITCHES = _switches(model.InstanceConfig)
 ALL_KEYS = TOP_KEYS | SLOT_KEYS | USER_KEYS | INSTANCE_KEYS | RETRY_KEYS | KEEPALIVE_KEYS | UDP_KEYS
 
 # Where each group of keys belongs, for a known key found at the wrong level.
