@@ -278,3 +278,40 @@ def test_check_config_uses_the_env_var(write_config, monkeypatch, capsys):
     monkeypatch.setenv("P11NETHSM_CONFIG_FILE", write_config(MINIMAL))
     assert main(["check-config", "--offline"]) == 0
     assert "P11NETHSM_CONFIG_FILE" in capsys.readouterr().out
+
+
+def _switch_config(level: str, name: str, value: str) -> str:
+    top = f"{name}: {value}\n" if level == "top" else ""
+    slot = f"    {name}: {value}\n" if level == "slot" else ""
+    inst = f", {name}: {value}" if level == "instance" else ""
+    return (f"{top}slots:\n  - label: A\n    operator: {{username: operator, password: secret-pass}}\n{slot}"
+            f"    instances: [{{url: \"https://a:8443/api/v1\"{inst}}}]\n")
+
+
+def _switches():
+    from p11nethsm.config import schema
+
+    return ([("top", n) for n in schema.TOP_SWITCHES] + [("slot", n) for n in schema.SLOT_SWITCHES]
+            + [("instance", n) for n in schema.INSTANCE_SWITCHES])
+
+
+def test_the_switches_are_the_models_bool_fields():
+    names = {n for _, n in _switches()}
+    assert {"enable_set_attribute_value", "disable_threads", "disable_thread_pool", "danger_insecure_cert"} <= names
+
+
+@pytest.mark.parametrize("level,name", _switches())
+def test_every_switch_is_read_and_checked_without_code_of_its_own(tmp_path, level, name):
+    """A bool field of the model is a true/false key: read at its level, false when unset, and a
+    non-boolean names the file and the key."""
+    def value(text):
+        path = tmp_path / "p.conf"
+        path.write_text(_switch_config(level, name, text))
+        cfg = load_files([str(path)], {}).config
+        return {"top": cfg, "slot": cfg.slots[0], "instance": cfg.slots[0].instances[0]}[level]
+
+    assert getattr(value("true"), name) is True
+    assert getattr(value("false"), name) is False
+    with pytest.raises(ConfigError) as err:
+        value("'yes please'")
+    assert name in str(err.value) and "p.conf" in str(err.value)
