@@ -213,24 +213,20 @@ def test_every_ckr_error_class_is_reachable_by_rv():
         assert cls.rv == rv
 
 
-def test_session_info_floor_per_call(init):
-    """Measured number for the report; a loose bound so a slow CI box does not fail."""
-    import time
-
+def test_session_info_answers_from_memory(init):
+    """The per-call floor of C_GetSessionInfo is measured by `make bench` (P4); here only what makes
+    it cheap is checked: the answer comes from memory, no NetHSM call for any of many calls."""
     call = init()
     h = call.open()
     info = CK_SESSION_INFO()
     addr = ctypes.addressof(info)
     idx = INDEX["C_GetSessionInfo"]
     entry = dispatch.entry
-    n = 50000
-    t0 = time.perf_counter()
-    for _ in range(n):
-        entry(idx, h, addr)
-    per_call = (time.perf_counter() - t0) / n
-    print(f"C_GetSessionInfo via dispatch.entry: {per_call * 1e6:.2f} us")
+    before = len(core_fakes.cluster("LocalHSM").calls)
+    for _ in range(1000):
+        assert entry(idx, h, addr) == CKR.OK
     assert info.slotID == 0 and info.flags & 0x4
-    assert per_call < 20e-6
+    assert len(core_fakes.cluster("LocalHSM").calls) == before
 
 
 def test_fork_child_starts_uninitialized(init):

@@ -52,6 +52,21 @@ def make(threads):
         c.close()
 
 
+def documented_deadline(count: int, timeout: float) -> float:
+    """README, "Network behaviour": a call lasts at most (retries.count + 1) * timeout_seconds + 3
+    seconds whatever the NetHSM does. The tests that time a call check this guarantee (a call
+    RETURNS within the bound); everything else is counted at the peer or in the client's stats."""
+    return (count + 1) * timeout + 3
+
+
+def wait_until(cond, what: str, limit: float = 30.0) -> None:
+    """Polls a condition (a counter, a state); the limit only ends a test that would hang."""
+    end = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < end, f"never happened: {what}"
+        time.sleep(0.02)
+
+
 def op(emu) -> Credentials:
     return Credentials(*emu.operator)
 
@@ -60,15 +75,16 @@ def admin(emu) -> Credentials:
     return Credentials(*emu.admin)
 
 
-def test_stalled_instance_fails_one_call_within_timeout_plus_one(emu1, make):
+def test_stalled_instance_fails_one_call_within_the_documented_deadline(emu1, make):
     c = make(emu1, timeout=1.0)
     c.sign(op(emu1), "p256key", "ECDSA", MSG)
     emu1.instances[0].stall(path=SIGN)
     t = time.monotonic()
     with pytest.raises(TransportError) as exc:
         c.sign(op(emu1), "p256key", "ECDSA", MSG)
-    assert time.monotonic() - t < 2.0
-    assert "timed out" in str(exc.value)
+    assert time.monotonic() - t < documented_deadline(0, 1.0)  # the guarantee, not a speed
+    assert "timed out" in str(exc.value) and exc.value.attempts == 1
+    assert emu1.instances[0].request_count(path=SIGN) == 2
     emu1.instances[0].clear_faults()
 
 
@@ -81,7 +97,8 @@ def test_instance_back_during_retry_window_serves_the_call_inside_the_bound(emu1
     threading.Timer(1.2, inst.up).start()
     t = time.monotonic()
     assert len(c.sign(op(emu1), "p256key", "ECDSA", MSG)) > 60
-    assert time.monotonic() - t <= (count + 1) * timeout + 3 + count * delay
+    assert time.monotonic() - t <= documented_deadline(count, timeout)  # retry delays included
+    assert inst.request_count(path=SIGN, status=200) == 2  # served by the instance once back
 
 
 def test_worst_case_requests_and_duration_bounds(emu1, make, threads, monkeypatch):
@@ -90,8 +107,7 @@ def test_worst_case_requests_and_duration_bounds(emu1, make, threads, monkeypatc
     c = make(emu1, timeout=timeout, retries=(count, 0))
     c.sign(op(emu1), "p256key", "ECDSA", MSG)
     inst = emu1.instances[0]
-    time.sleep(0.1)  # the emulator logs a request just after answering it
-    inst.reset_requests()
+    inst.reset_requests()  # the emulator logs a request before answering it: nothing in flight
     inst.stall(path=SIGN)
     stats = c.stats[emu1.urls[0]]
     before, checks_before = stats.requests, stats.health_checks
@@ -105,7 +121,7 @@ def test_worst_case_requests_and_duration_bounds(emu1, make, threads, monkeypatc
     assert sent - checks == count + 1  # API requests
     if not threads:
         assert sent <= count + 1 + 3  # inline health checks included
-    assert elapsed <= (count + 1) * timeout + 3
+    assert elapsed <= documented_deadline(count, timeout)
     assert inst.request_count(path=SIGN) == count + 1
     inst.clear_faults()
 
@@ -123,7 +139,7 @@ def test_inline_health_checks_are_at_most_three_per_call(monkeypatch):
             with pytest.raises(TransportError):
                 c.sign(op(emu), "p256key", "ECDSA", MSG)
             assert sum(s.health_checks for s in c.stats.values()) - before <= 3
-            assert time.monotonic() - t < 3 * 1.0 + 3
+            assert time.monotonic() - t < documented_deadline(2, 1.0)
         c.close()
 
 
@@ -143,31 +159,27 @@ def test_failover_under_eight_thread_load_and_restore(emu2, make, threads, monke
             except BaseException as exc:  # noqa: BLE001
                 failures.append(exc)
 
+    live, dead = emu2.instances
+    inst = next(i for i in c.instances if i.name == emu2.urls[1])
     workers = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for w in workers:
         w.start()
-    time.sleep(0.8)
-    dead = emu2.instances[1]
+    wait_until(lambda: dead.request_count("POST", SIGN, status=200) >= 4, "both instances serve")
     dead.down()
-    time.sleep(1.5)
+    served = live.request_count("POST", SIGN, status=200)
+    wait_until(lambda: live.request_count("POST", SIGN, status=200) >= served + 16,
+               "the live instance serves the load alone")
     dead.up()
-    time.sleep(0.5)
     done.set()
     for w in workers:
         w.join(20)
     assert failures == []
     assert sum(counts) > 16
-    url = emu2.urls[1]
-    inst = next(i for i in c.instances if i.name == url)
-    deadline = time.monotonic() + 10
-    while not inst.usable and time.monotonic() < deadline:
-        if threads:
-            time.sleep(0.1)
-        else:
-            c.sign(creds, "p256key", "ECDSA", MSG)  # inline checks ride on calls
-            time.sleep(0.1)
-    assert inst.usable and inst.health.state_id == "reachable"
-    time.sleep(0.1)
+    if not threads:
+        # inline checks ride on calls: keep calling until the instance is checked again
+        wait_until(lambda: c.sign(creds, "p256key", "ECDSA", MSG) and inst.usable, "recovery")
+    wait_until(lambda: inst.usable, "the background check finds the instance back")
+    assert inst.health.state_id == "reachable"
     dead.reset_requests()
     for _ in range(6):
         c.sign(creds, "p256key", "ECDSA", MSG)
@@ -183,9 +195,13 @@ def test_stalled_pooled_connections_are_abandoned_and_next_call_is_fast(emu1, ma
     inst.stall(path=SIGN, count=1)
     with pytest.raises(TransportError):
         c.sign(creds, "p256key", "ECDSA", MSG)
-    t = time.monotonic()
+    stats = c.stats[emu1.urls[0]]
+    api_before = stats.requests - stats.health_checks
+    inst.reset_requests()
+    # No retries: had the call reused a stalled connection it would have timed out and raised.
     c.sign(creds, "p256key", "ECDSA", MSG)
-    assert time.monotonic() - t < 0.8
+    assert stats.requests - stats.health_checks - api_before == 1
+    assert inst.request_count(path=SIGN, status=200) == 1
     inst.clear_faults()
 
 
@@ -193,11 +209,16 @@ def test_stalled_pooled_connection_with_retries_succeeds_on_a_fresh_one(emu1, ma
     c = make(emu1, timeout=1.0, retries=(1, 0))
     creds = op(emu1)
     c.sign(creds, "p256key", "ECDSA", MSG)
-    emu1.instances[0].stall(path=SIGN, count=1)
-    t = time.monotonic()
+    inst = emu1.instances[0]
+    inst.stall(path=SIGN, count=1)
+    stats = c.stats[emu1.urls[0]]
+    conns = stats.connections
+    inst.reset_requests()
     c.sign(creds, "p256key", "ECDSA", MSG)
-    assert time.monotonic() - t < 1.0 + 1.0
-    emu1.instances[0].clear_faults()
+    # the stalled attempt, then the retry on a connection opened for it
+    assert inst.request_count(path=SIGN) == 2 and inst.request_count(path=SIGN, status=200) == 1
+    assert stats.connections > conns
+    inst.clear_faults()
 
 
 @pytest.mark.parametrize("fault", ["stall_after_processing", "reset_after"])
@@ -225,6 +246,7 @@ def test_generation_not_sent_is_failed_over(emu2, make):
     before = set(c.list_keys(creds))
     kids = [c.generate_key(creds, key_type="EC_P256", mechanisms=["ECDSA_Signature"]) for _ in range(3)]
     assert set(c.list_keys(creds)) - before == set(kids)
+    assert emu2.instances[1].request_count("POST", "/keys/generate", status=201) == 3
 
 
 def test_all_instances_locked_gives_precondition_failed_quickly(emu2, make):
@@ -246,6 +268,9 @@ def test_one_locked_instance_is_failed_over(emu2, make):
     emu2.instances[0].lock()
     for _ in range(4):
         c.sign(op(emu2), "p256key", "ECDSA", MSG)
+    # every signature came from the operational instance; the locked one signed nothing
+    assert emu2.instances[1].request_count("POST", SIGN, status=200) == 4
+    assert emu2.instances[0].request_count("POST", SIGN, status=200) == 0
 
 
 def test_server_error_on_one_instance_is_failed_over(emu2, make):
@@ -253,6 +278,9 @@ def test_server_error_on_one_instance_is_failed_over(emu2, make):
     emu2.instances[1].fail(503, path=SIGN)
     for _ in range(4):
         c.sign(op(emu2), "p256key", "ECDSA", MSG)
+    # every signature came from instance 0; instance 1 answered only 503s
+    assert emu2.instances[0].request_count("POST", SIGN, status=200) == 4
+    assert emu2.instances[1].request_count("POST", SIGN, status=200) == 0
     emu2.instances[1].clear_faults()
 
 
@@ -262,7 +290,8 @@ def test_no_retry_of_the_same_user_within_one_second_after_401(emu1, make):
         c.sign(Credentials("operator", "wrong passphrase"), "p256key", "ECDSA", MSG)
     t = time.monotonic()
     assert c.sign(op(emu1), "p256key", "ECDSA", MSG)  # would be 429 if sent at once
-    assert time.monotonic() - t >= 1.0
+    assert emu1.instances[0].request_count(status=429) == 0
+    assert time.monotonic() - t >= 1.0  # the rule itself: a lower bound a slow machine cannot break
 
 
 def test_refused_instance_fails_over_without_retries_configured(emu2, make):
@@ -283,10 +312,11 @@ def test_refused_everywhere_still_fails_within_one_attempt(emu2, make):
     emu2.instances[0].down()
     emu2.instances[1].down()
     try:
-        t = time.monotonic()
-        with pytest.raises(TransportError):
+        with pytest.raises(TransportError) as exc:
             c.sign(op(emu2), "p256key", "ECDSA", MSG)
-        assert time.monotonic() - t < 2.0
+        # refused: nothing was sent anywhere, and no retry is configured
+        assert sum(c.stats[u].requests - c.stats[u].health_checks for u in emu2.urls) == 0
+        assert exc.value.attempts <= 1
     finally:
         emu2.instances[0].up()
         emu2.instances[1].up()

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from p11nethsm.api.client import Credentials, NetHSM
+from p11nethsm.net import instances as instances_mod
 
 from .conftest import make_slot
 
@@ -118,16 +119,19 @@ def test_odd_ids_are_quoted_in_paths(stub, pin):
     c.close()
 
 
-def test_close_is_prompt(stub, pin):
+def test_close_does_not_wait_for_the_checkers_back_off(stub, pin, monkeypatch):
+    # An hour of back-off: a close() that waited for the checker's sleep would never return
+    # within the (generous) wait below, however slow the machine is.
+    monkeypatch.setattr(instances_mod, "BACKOFF", (3600.0,))
     stub.route = lambda h: (503, "application/json", b'{"message":"down"}')
     c = NetHSM(make_slot([stub.url], pins=pin), threads=True)
     with pytest.raises(Exception):
         c.health_state()
     checker = c._checker
     assert checker is not None and checker.running
-    t = time.monotonic()
-    c.close()
-    assert time.monotonic() - t < 1
+    closed = threading.Event()
+    threading.Thread(target=lambda: (c.close(), closed.set()), daemon=True).start()
+    assert closed.wait(60), "close() waited for the back-off"
     assert not checker.running
 
 

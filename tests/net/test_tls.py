@@ -86,6 +86,7 @@ def test_tls_failure_fails_over_to_the_next_instance(stub, ca_stub, pki):
     for _ in range(3):
         assert c.health_state() == "Operational"
     assert not ca_stub.requests
+    assert [r[:2] for r in stub.requests] == [("GET", "/api/v1/health/state")] * 3  # it served all
     c.close()
 
 
