@@ -25,7 +25,7 @@ BENCH_APT_PACKAGES := nginx-light wrk
 # A minor not found is reported as skipped. `make test PY_VERSIONS=` tests the .venv's only.
 PY_VERSIONS  ?= 3.11 3.12 3.13
 MATRIX_TESTS ?= tests/core tests/objects tests/net tests/shim tests/guest tests/security tests/hosts/test_host_python_pkcs11.py \
-                tests/hosts/test_host_p11kit_server.py tests/docs/test_p11kit.py tests/docs/test_wheel.py tests/zz_final
+                tests/hosts/test_host_p11kit_server.py tests/docs/test_p11kit.py tests/docs/test_wheel.py
 # the 100k-call fuzz and the 100-fork test run once, in the tree; shorter ones per other minor
 MATRIX_ENV   ?= P11NETHSM_FUZZ_CALLS=20000 P11NETHSM_FUZZ_EXAMPLES=50 P11NETHSM_FORK_ROUNDS=3
 # p11-kit skips user config (~/.config/pkcs11/modules) in programs running as root, so root

@@ -9,10 +9,7 @@ import subprocess
 import sys
 
 from docs_helpers import ROOT
-
-TOOLS = ROOT / "tools"
-sys.path.insert(0, str(TOOLS))
-import pymatrix  # noqa: E402
+from tools import pymatrix
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
 <testcase classname="tests.core.test_a" name="test_ok" time="0.1"/>

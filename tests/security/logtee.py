@@ -1,6 +1,7 @@
 """pytest plugin (registered with `-p tests.security.logtee` in pyproject addopts): every module
 process of the whole test run writes a Trace-level copy of its log into one directory, and
-tests/zz_final/test_no_secrets_in_logs.py scans it for passphrases.
+tests/security/test_no_secrets_in_logs.py scans it for passphrases; this plugin runs that test
+(marked `after_all_tests`) after every other test of the session.
 
 - Subprocesses (the .so in pkcs11-tool, C hosts, python hosts...) inherit P11NETHSM_LOG_TEE and
   write `p11nethsm-<pid>.log` at Trace (p11nethsm/logging_setup.py).
@@ -36,7 +37,7 @@ SECRETS = (
     "brandNewPassphrase", "newPassphrase", "not-the-passphrase", "NewUnlockPass",
     "Passphrase1", "Passphrase2", "other-pin-123", "0123456789",
     "configuredSecret1", "typedOperatorPin", "wrongOperatorPin", "localpass", "not-a-secret",
-    # tests/security and tests/zz_final
+    # tests/security
     "zzFinalNewPin1", "garbageOpPass1",
 )
 
@@ -52,6 +53,8 @@ def tee_dir() -> str | None:
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "after_all_tests: run after every other test of the session (it checks what they left)")
     d = os.environ.get(TEE_ENV)
     if not d:
         d = tempfile.mkdtemp(prefix="p11nethsm-logtee-")
@@ -69,6 +72,14 @@ def pytest_configure(config):
         os.path.join(d, f"pytest-{os.getpid()}.log"), level="TRACE", filter=_ours, colorize=False,
         format="{time:YYYY-MM-DDTHH:mm:ss.SSSZZ} pytest[{process}] {level} {name}: {message}\n{exception}",
         backtrace=False, diagnose=False)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    """Tests marked after_all_tests go to the end, in their collected order (not by file name)."""
+    last = [item for item in items if item.get_closest_marker("after_all_tests")]
+    if last:
+        items[:] = [item for item in items if item not in last] + last
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -3,8 +3,8 @@ whole test suite (checked by a test that captures all sinks)."
 
 The plugin tests/security/logtee.py (registered in pyproject's addopts) makes every module process
 of the run write a Trace copy of its log into $P11NETHSM_LOG_TEE (the pytest process records its own
-p11nethsm records there too). This directory sorts after every other test directory, so this test
-runs last: it first drives login / sign / C_SetPIN / wrong PIN / SO login / logout through the .so
+p11nethsm records there too). The plugin also runs tests marked `after_all_tests` after every other
+test of the session, whatever their paths, so this test runs last: it first drives login / sign / C_SetPIN / wrong PIN / SO login / logout through the .so
 itself (so it never passes vacuously, even alone), then scans every captured file for every
 passphrase the suite uses (logtee.SECRETS), failing with file and line.
 """
@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "security"))
-import logtee  # noqa: E402
-from secenv import MODULE, run_py, slot_yaml, write_config  # noqa: E402
+import logtee
+from secenv import MODULE, run_py, slot_yaml, write_config
+
+pytestmark = pytest.mark.after_all_tests  # it scans the logs every other test left behind
 
 DRIVE = r"""
-import os, sys
-sys.path.insert(0, "tests/security")
-from sodriver import SO, CKR_NAMES
+import os
+from tests.security.sodriver import SO, CKR_NAMES
 from p11nethsm.ck.constants import CKM
 so = SO()
 so.ok("C_Initialize", None)
