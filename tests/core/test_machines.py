@@ -227,23 +227,17 @@ def test_table_machine_matches_the_chart():
         OperationMachine("m").send("update")
 
 
-def test_one_sign_costs_little():
-    """init + final of one sign: two table transitions (number printed for the report)."""
+def test_one_sign_is_two_table_transitions(monkeypatch):
+    """init + final of one sign: two transitions of the compiled table and nothing else (what makes
+    it cheap; the time per sign is `make bench`'s to measure, not a test's to assert)."""
     op = Operation(OpKind.SIGN, "op[sign]")
-    n = 100000
-    t0 = time.perf_counter()
-    for _ in range(n):
-        op.begin(None)
-        op.finish()
-    per = (time.perf_counter() - t0) / n
-    m = OperationMachine("m")
-    t0 = time.perf_counter()
-    for _ in range(n):
-        m.send("begin")
-        m.send("finish")
-    raw = (time.perf_counter() - t0) / n
-    print(f"sign lifecycle (begin+finish): {per * 1e6:.2f} us via Operation, {raw * 1e6:.2f} us raw table")
-    assert per < 20e-6
+    cls, seen = type(op.machine), []
+    real = cls.send
+    monkeypatch.setattr(cls, "send", lambda self, event: seen.append((self.state_id, event)) or real(self, event))
+    op.begin(None)
+    op.finish()
+    assert seen == [("idle", "begin"), ("active", "finish")]
+    assert op.machine.state_id == "idle"
 
 
 def test_concurrent_presence_checks_share_one_poll():

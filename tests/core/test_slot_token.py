@@ -13,7 +13,7 @@ from p11nethsm.ck.structs import CK_MECHANISM_INFO, CK_SLOT_INFO, CK_TOKEN_INFO
 from p11nethsm.library import get_library
 
 from core_fakes import BOTH_USERS_NO_PASSWORDS
-from core_fakes import cluster
+from core_fakes import CLUSTERS, cluster
 
 TWO_SLOTS = """
 slots:
@@ -150,6 +150,14 @@ def test_wait_for_slot_event_dont_block(init):
     assert call("C_WaitForSlotEvent", 1, slot, slot) == CKR.ARGUMENTS_BAD
 
 
+def _until(cond, what: str, limit: float = 30.0) -> None:
+    """Polls a condition; the limit only ends a test that would hang."""
+    end = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < end, f"never happened: {what}"
+        time.sleep(0.01)
+
+
 def test_wait_for_slot_event_blocking_sees_insertion(init, monkeypatch):
     from p11nethsm.handlers import slot_token
 
@@ -164,10 +172,11 @@ def test_wait_for_slot_event_blocking_sees_insertion(init, monkeypatch):
         result["rv"] = call("C_WaitForSlotEvent", 0, slot, None)
         result["slot"] = slot.value
 
+    polls = len(cluster("Locked").calls)
     t = threading.Thread(target=wait)
     t.start()
-    time.sleep(0.2)
-    assert t.is_alive()
+    _until(lambda: len(cluster("Locked").calls) > polls, "the waiter polls the locked slot")
+    assert t.is_alive()  # it saw no insertion yet: still waiting
     cluster("Locked").state = "Operational"
     t.join(5)
     assert result == {"rv": CKR.OK, "slot": 0}
@@ -180,14 +189,14 @@ def test_wait_for_slot_event_blocking_ends_on_finalize(init):
     def wait():
         result["rv"] = call("C_WaitForSlotEvent", 0, ctypes.c_ulong(), None)
 
+    polls = sum(len(c.calls) for c in CLUSTERS.values())
     t = threading.Thread(target=wait)
     t.start()
-    time.sleep(0.3)
+    _until(lambda: sum(len(c.calls) for c in CLUSTERS.values()) > polls, "the waiter polls")
     assert t.is_alive()
-    t0 = time.monotonic()
     assert call("C_Finalize", None) == CKR.OK
-    t.join(5)
-    assert not t.is_alive() and time.monotonic() - t0 < 2
+    t.join(30)  # a wait that Finalize did not end would block for good (no timeout of its own)
+    assert not t.is_alive()
     assert result["rv"] == CKR.CRYPTOKI_NOT_INITIALIZED
 
 
