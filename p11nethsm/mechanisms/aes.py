@@ -20,8 +20,9 @@ from p11nethsm.ck.errors import (
     MechanismParamInvalid,
 )
 from p11nethsm.mechanisms.base import Backend, Context, Mechanism, require_key
+from p11nethsm.mechanisms.record import F, Record
 
-__all__ = ["MECHANISMS", "pad", "unpad"]
+__all__ = ["RECORDS", "pad", "unpad"]
 
 BLOCK = 16
 
@@ -47,9 +48,10 @@ def _iv(param: bytes | None) -> bytes:
 
 
 class _Cbc(Context):
-    def __init__(self, obj, backend: Backend, iv: bytes, padded: bool):
+    def __init__(self, obj, backend: Backend, mode: str, iv: bytes, padded: bool):
         self.key_id = obj.key_id
         self.backend = backend
+        self.mode = mode
         self.iv = iv
         self.padded = padded
         self.buf = b""  # input not sent yet: a partial block (or the last block, for Final)
@@ -89,7 +91,7 @@ class CbcEncrypt(_Cbc):
         if not chunk:
             return b""
         try:
-            out, _iv = self.backend.encrypt(self.key_id, "AES_CBC", chunk, iv=self.iv)
+            out, _iv = self.backend.encrypt(self.key_id, self.mode, chunk, iv=self.iv)
         except BadRequest as exc:
             raise DataLenRange(f"the NetHSM refused to encrypt: {exc.server_message}") from exc
         self.iv = out[-BLOCK:]
@@ -136,7 +138,7 @@ class CbcDecrypt(_Cbc):
         if not chunk:
             return b""
         try:
-            out = self.backend.decrypt(self.key_id, "AES_CBC", chunk, iv=self.iv)
+            out = self.backend.decrypt(self.key_id, self.mode, chunk, iv=self.iv)
         except BadRequest as exc:
             raise EncryptedDataInvalid(f"the NetHSM refused to decrypt: {exc.server_message}") from exc
         self.iv = chunk[-BLOCK:]
@@ -156,22 +158,25 @@ class CbcDecrypt(_Cbc):
 
 
 class AesCbc(Mechanism):
-    def __init__(self, ckm: int, padded: bool):
-        super().__init__(ckm)
-        self.padded = padded
+    """CKM_AES_CBC and CKM_AES_CBC_PAD (record.mode: NetHSM mode AES_CBC; padding here)."""
 
     def encrypt_init(self, obj, param, backend):
         iv = _iv(param)
-        require_key(obj, (CKO.SECRET_KEY,), (CKK.AES,), CKA.ENCRYPT, self.ckm, "AES_Encryption_CBC")
-        return CbcEncrypt(obj, backend, iv, self.padded)
+        require_key(obj, (CKO.SECRET_KEY,), (CKK.AES,), CKA.ENCRYPT, self.ckm, *self.record.encrypt)
+        return CbcEncrypt(obj, backend, self.record.mode, iv, self.ckm == CKM.AES_CBC_PAD)
 
     def decrypt_init(self, obj, param, backend):
         iv = _iv(param)
-        require_key(obj, (CKO.SECRET_KEY,), (CKK.AES,), CKA.DECRYPT, self.ckm, "AES_Decryption_CBC")
-        return CbcDecrypt(obj, backend, iv, self.padded)
+        require_key(obj, (CKO.SECRET_KEY,), (CKK.AES,), CKA.DECRYPT, self.ckm, *self.record.decrypt)
+        return CbcDecrypt(obj, backend, self.record.mode, iv, self.ckm == CKM.AES_CBC_PAD)
 
 
-MECHANISMS: Final[dict[int, Mechanism]] = {
-    int(CKM.AES_CBC): AesCbc(CKM.AES_CBC, False),
-    int(CKM.AES_CBC_PAD): AesCbc(CKM.AES_CBC_PAD, True),
-}
+_BYTES = (16, 32)  # AES key bytes
+_CBC = {"sign": (), "encrypt": ("AES_Encryption_CBC",), "decrypt": ("AES_Decryption_CBC",)}
+
+RECORDS: Final[tuple[Record, ...]] = (
+    Record(CKM.AES_KEY_GEN, F.HW | F.GENERATE, _BYTES, keygen="Generic"),
+    Record(CKM.GENERIC_SECRET_KEY_GEN, F.HW | F.GENERATE, (128, 8192), keygen="Generic"),  # bits
+    Record(CKM.AES_CBC, F.HW | F.ENCRYPT | F.DECRYPT, _BYTES, AesCbc, mode="AES_CBC", **_CBC),
+    Record(CKM.AES_CBC_PAD, F.HW | F.ENCRYPT | F.DECRYPT, _BYTES, AesCbc, mode="AES_CBC", **_CBC),
+)

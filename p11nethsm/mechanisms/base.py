@@ -14,7 +14,9 @@ Context protocol (used by handlers/sign_verify.py and encrypt_decrypt.py):
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from cryptography.exceptions import InvalidSignature
 
 from p11nethsm.api.errors import BadRequest
 from p11nethsm.ck.constants import CKA, CKK, CKO
@@ -26,6 +28,10 @@ from p11nethsm.ck.errors import (
     SignatureInvalid,
     SignatureLenRange,
 )
+
+if TYPE_CHECKING:
+    from p11nethsm.mechanisms.digest import Hash
+    from p11nethsm.mechanisms.record import Record
 
 __all__ = ["Backend", "Mechanism", "Context", "SignContext", "VerifyContext", "require_key"]
 
@@ -74,17 +80,35 @@ class Context:
         raise NotImplementedError
 
 
-class SignContext(Context):
+class _Input(Context):
+    """Input of a sign/verify: hashed as it comes (`hash_` given) or buffered until the end."""
+
+    def __init__(self, hash_: Hash | None):
+        self.state = hash_.new() if hash_ is not None else None
+        self.buf = bytearray()
+
+    def update(self, data: bytes) -> bytes:
+        if self.state is not None:
+            self.state.update(data)
+        else:
+            self.buf += data
+        return b""
+
+    def message(self) -> bytes:
+        """The digest, or the buffered data."""
+        return self.state.digest() if self.state is not None else bytes(self.buf)
+
+
+class SignContext(_Input):
     """Hashing or buffering signer: final() = backend.sign(mode, prepare(digest or data))."""
 
     def __init__(self, obj, backend: Backend, mode: str, hash_: Hash | None, prepare: Callable[[bytes], bytes],
                  sig_len: int, post: Callable[[bytes], bytes] | None = None):
+        super().__init__(hash_)
         self.key_id = obj.key_id
         self.backend = backend
         self.mode = mode
         self.hash = hash_
-        self.state = hash_.new() if hash_ is not None else None
-        self.buf = bytearray()
         self.prepare = prepare
         self.sig_len = sig_len
         self.post = post
@@ -92,16 +116,8 @@ class SignContext(Context):
     def out_len(self) -> int:
         return self.sig_len
 
-    def update(self, data: bytes) -> bytes:
-        if self.state is not None:
-            self.state.update(data)
-        else:
-            self.buf += data
-        return b""
-
     def final(self) -> bytes:
-        message = self.state.digest() if self.state is not None else bytes(self.buf)
-        message = self.prepare(message)
+        message = self.prepare(self.message())
         try:
             sig = self.backend.sign(self.key_id, self.mode, message)
         except BadRequest as exc:
@@ -109,38 +125,26 @@ class SignContext(Context):
         return self.post(sig) if self.post is not None else sig
 
 
-class VerifyContext(Context):
+class VerifyContext(_Input):
     """Hashing or buffering verifier: verify(sig) = check(digest or data, sig)."""
 
     def __init__(self, hash_: Hash | None, check: Callable[[bytes, bytes], None], sig_len: int):
-        self.state = hash_.new() if hash_ is not None else None
-        self.buf = bytearray()
+        super().__init__(hash_)
         self.check = check
         self.sig_len = sig_len
 
     def out_len(self) -> int:
         return 0
 
-    def update(self, data: bytes) -> bytes:
-        if self.state is not None:
-            self.state.update(data)
-        else:
-            self.buf += data
-        return b""
-
     def verify(self, signature: bytes) -> None:
         if len(signature) != self.sig_len:
             raise SignatureLenRange(f"signature of {len(signature)} bytes, {self.sig_len} expected")
-        message = self.state.digest() if self.state is not None else bytes(self.buf)
-        from cryptography.exceptions import InvalidSignature
-
         try:
-            self.check(message, signature)
+            self.check(self.message(), signature)
         except InvalidSignature:
             raise SignatureInvalid("the signature does not verify") from None
         except ValueError as exc:
             raise SignatureInvalid(f"the signature does not verify ({exc})") from None
-
 
 
 class Mechanism:
@@ -148,8 +152,10 @@ class Mechanism:
 
     ckm: int = -1
 
-    def __init__(self, ckm: int):
-        self.ckm = ckm
+    def __init__(self, record: Record):
+        self.record = record
+        self.ckm = int(record.ckm)
+        self.hash = record.hash  # digest.Hash computed locally, or None
 
     def _invalid(self, op: str):
         raise MechanismInvalid(f"mechanism {self.ckm:#x} does not support {op}")
@@ -171,13 +177,13 @@ class Mechanism:
 
 
 def require_key(obj, kinds: tuple[CKO, ...], key_types: tuple[CKK, ...], usage: CKA, ckm: int,
-                nethsm_mechanism: str | None = None) -> None:
+                *nethsm_mechanisms: str) -> None:
     """Checks common to every *_init: object class, key type, usage attribute, allowed mechanism.
 
     - wrong class or key type → KeyTypeInconsistent;
     - usage attribute FALSE → KeyFunctionNotPermitted;
     - mechanism not in CKA_ALLOWED_MECHANISMS → MechanismInvalid;
-    - the key lacks the NetHSM mechanism for this exact mode → KeyFunctionNotPermitted.
+    - the key has none of the NetHSM mechanisms for this exact mode → KeyFunctionNotPermitted.
     """
     if obj.kind not in kinds:
         raise KeyTypeInconsistent(f"a {obj.kind.name} cannot be used here")
@@ -188,5 +194,5 @@ def require_key(obj, kinds: tuple[CKO, ...], key_types: tuple[CKK, ...], usage: 
         raise KeyFunctionNotPermitted(f"the key has CKA_{usage.name} = FALSE")
     if ckm not in obj.attrs.get(CKA.ALLOWED_MECHANISMS, ()):
         raise MechanismInvalid(f"mechanism {ckm:#x} is not in the key's CKA_ALLOWED_MECHANISMS")
-    if nethsm_mechanism is not None and not key.has(nethsm_mechanism):
-        raise KeyFunctionNotPermitted(f"the NetHSM key does not allow {nethsm_mechanism}")
+    if nethsm_mechanisms and not any(key.has(m) for m in nethsm_mechanisms):
+        raise KeyFunctionNotPermitted(f"the NetHSM key does not allow {' or '.join(nethsm_mechanisms)}")

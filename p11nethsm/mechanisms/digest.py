@@ -1,4 +1,4 @@
-"""Digests (SHA-1, SHA-2), done locally; the hash table other families use (DigestInfo
+"""Digests (SHA-1, SHA-2, SHA-3), done locally; the hash table other families use (DigestInfo
 prefixes for PKCS#1 v1.5, MGF1 ids, NetHSM PSS/OAEP mode names)."""
 
 from __future__ import annotations
@@ -7,44 +7,58 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final
 
+from cryptography.hazmat.primitives import hashes
+
 from p11nethsm.ck.constants import CKG, CKM
 from p11nethsm.ck.errors import MechanismParamInvalid
 from p11nethsm.mechanisms.base import Context, Mechanism
+from p11nethsm.mechanisms.record import NO_KEY, F, Record
 
-__all__ = ["Hash", "HASHES", "HASH_BY_NAME", "DigestContext", "MECHANISMS", "hash_for"]
+__all__ = ["Hash", "HASHES", "HASH_BY_NAME", "HASH_BY_MGF", "DigestContext", "RECORDS", "hash_for"]
 
 
 @dataclass(frozen=True)
 class Hash:
     ckm: CKM
-    name: str  # hashlib name
-    nethsm: str  # suffix of NetHSM PSS_/OAEP_ modes
-    size: int
+    algorithm: type[hashes.HashAlgorithm]  # cryptography's; its .name is hashlib's name
+    nethsm: str | None  # suffix of the NetHSM PSS_/OAEP_ modes (None: the NetHSM has none)
     digest_info: bytes  # RFC 8017 §9.2 note 1 prefix
     mgf: CKG | None
+    offered: bool = True  # a CKM digest mechanism of its own (MD5 is not)
+
+    @property
+    def name(self) -> str:
+        """hashlib's name (cryptography says sha3-256 where hashlib says sha3_256)."""
+        return self.algorithm.name.replace("-", "_")
+
+    @property
+    def size(self) -> int:
+        return self.algorithm.digest_size
 
     def new(self):
         return hashlib.new(self.name)
 
-    def crypto(self):
+    def crypto(self) -> hashes.HashAlgorithm:
         """The cryptography hash algorithm object."""
-        from cryptography.hazmat.primitives import hashes
+        return self.algorithm()
 
-        return {"md5": hashes.MD5, "sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256,
-                "sha384": hashes.SHA384, "sha512": hashes.SHA512}[self.name]()
+
+def _h(ckm, algorithm, nethsm, digest_info: str, mgf, offered=True) -> Hash:
+    return Hash(ckm, algorithm, nethsm, bytes.fromhex(digest_info), mgf, offered)
 
 
 HASHES: Final[dict[int, Hash]] = {int(h.ckm): h for h in (
-    Hash(CKM.MD5, "md5", "MD5", 16, bytes.fromhex("3020300c06082a864886f70d020505000410"), None),
-    Hash(CKM.SHA_1, "sha1", "SHA1", 20, bytes.fromhex("3021300906052b0e03021a05000414"), CKG.MGF1_SHA1),
-    Hash(CKM.SHA224, "sha224", "SHA224", 28, bytes.fromhex("302d300d06096086480165030402040500041c"),
-         CKG.MGF1_SHA224),
-    Hash(CKM.SHA256, "sha256", "SHA256", 32, bytes.fromhex("3031300d060960864801650304020105000420"),
-         CKG.MGF1_SHA256),
-    Hash(CKM.SHA384, "sha384", "SHA384", 48, bytes.fromhex("3041300d060960864801650304020205000430"),
-         CKG.MGF1_SHA384),
-    Hash(CKM.SHA512, "sha512", "SHA512", 64, bytes.fromhex("3051300d060960864801650304020305000440"),
-         CKG.MGF1_SHA512),
+    _h(CKM.MD5, hashes.MD5, "MD5", "3020300c06082a864886f70d020505000410", None, offered=False),
+    _h(CKM.SHA_1, hashes.SHA1, "SHA1", "3021300906052b0e03021a05000414", CKG.MGF1_SHA1),
+    _h(CKM.SHA224, hashes.SHA224, "SHA224", "302d300d06096086480165030402040500041c", CKG.MGF1_SHA224),
+    _h(CKM.SHA256, hashes.SHA256, "SHA256", "3031300d060960864801650304020105000420", CKG.MGF1_SHA256),
+    _h(CKM.SHA384, hashes.SHA384, "SHA384", "3041300d060960864801650304020205000430", CKG.MGF1_SHA384),
+    _h(CKM.SHA512, hashes.SHA512, "SHA512", "3051300d060960864801650304020305000440", CKG.MGF1_SHA512),
+    # SHA-3 (OIDs 2.16.840.1.101.3.4.2.7-10): no NetHSM PSS/OAEP mode exists for them
+    _h(CKM.SHA3_224, hashes.SHA3_224, None, "302d300d06096086480165030402070500041c", CKG.MGF1_SHA3_224),
+    _h(CKM.SHA3_256, hashes.SHA3_256, None, "3031300d060960864801650304020805000420", CKG.MGF1_SHA3_256),
+    _h(CKM.SHA3_384, hashes.SHA3_384, None, "3041300d060960864801650304020905000430", CKG.MGF1_SHA3_384),
+    _h(CKM.SHA3_512, hashes.SHA3_512, None, "3051300d060960864801650304020a05000440", CKG.MGF1_SHA3_512),
 )}
 HASH_BY_NAME: Final[dict[str, Hash]] = {h.name: h for h in HASHES.values()}
 HASH_BY_MGF: Final[dict[int, Hash]] = {int(h.mgf): h for h in HASHES.values() if h.mgf is not None}
@@ -77,9 +91,9 @@ class DigestMechanism(Mechanism):
     def digest_init(self, param: bytes | None) -> Context:
         if param:
             raise MechanismParamInvalid("digest mechanisms take no parameter")
-        return DigestContext(HASHES[self.ckm])
+        return DigestContext(self.hash)
 
 
-MECHANISMS: Final[dict[int, Mechanism]] = {
-    int(c): DigestMechanism(c) for c in (CKM.SHA_1, CKM.SHA224, CKM.SHA256, CKM.SHA384, CKM.SHA512)
-}
+# One record per offered hash: the digest mechanisms are the hash table's rows.
+RECORDS: Final[tuple[Record, ...]] = tuple(
+    Record(h.ckm, F.DIGEST, NO_KEY, DigestMechanism, hash=h) for h in HASHES.values() if h.offered)

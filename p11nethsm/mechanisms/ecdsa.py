@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from typing import Final
 
-# imported with the module (first ECDSA use), not per signature
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from p11nethsm.ck.constants import CKA, CKK, CKM, CKO
 from p11nethsm.ck.errors import DataLenRange, DeviceError, MechanismParamInvalid
 from p11nethsm.mechanisms.base import Mechanism, SignContext, VerifyContext, require_key
-from p11nethsm.mechanisms.digest import HASHES
+from p11nethsm.mechanisms.digest import HASH_BY_NAME, HASHES
+from p11nethsm.mechanisms.record import EC_FLAGS, SIGN, F, Record
 
-__all__ = ["MECHANISMS", "ecdsa_input", "der_to_raw", "raw_to_der"]
+__all__ = ["RECORDS", "ecdsa_input", "der_to_raw", "raw_to_der"]
 
 
 def ecdsa_input(data: bytes, curve) -> bytes:
@@ -55,42 +56,57 @@ _PUB = (CKO.PUBLIC_KEY,)
 _EC = (CKK.EC,)
 
 
+_BY_LEN = {28: HASH_BY_NAME["sha224"], 32: HASH_BY_NAME["sha256"], 48: HASH_BY_NAME["sha384"],
+           64: HASH_BY_NAME["sha512"]}  # a prehashed algorithm of the input's length, for verification
+
+
+def _no_param(param) -> None:
+    if param:
+        raise MechanismParamInvalid("ECDSA mechanisms take no parameter")
+
+
 class Ecdsa(Mechanism):
-    def __init__(self, ckm: int, hash_ckm: int | None):
-        super().__init__(ckm)
-        self.hash = HASHES[hash_ckm] if hash_ckm is not None else None
+    """CKM_ECDSA (data = the digest) and CKM_ECDSA_<H> (hash here): NetHSM mode ECDSA."""
 
     def sign_init(self, obj, param, backend):
-        if param:
-            raise MechanismParamInvalid("ECDSA mechanisms take no parameter")
-        require_key(obj, _PRIV, _EC, CKA.SIGN, self.ckm, "ECDSA_Signature")
+        _no_param(param)
+        require_key(obj, _PRIV, _EC, CKA.SIGN, self.ckm, *self.record.sign)
         curve = obj.key.curve
-        return SignContext(obj, backend, "ECDSA", self.hash, lambda d: ecdsa_input(d, curve),
+        return SignContext(obj, backend, self.record.mode, self.hash, lambda d: ecdsa_input(d, curve),
                            2 * curve.field_bytes, post=lambda der: der_to_raw(der, curve.field_bytes))
 
     def verify_init(self, obj, param):
-        if param:
-            raise MechanismParamInvalid("ECDSA mechanisms take no parameter")
+        _no_param(param)
         require_key(obj, _PUB, _EC, CKA.VERIFY, self.ckm)
         curve = obj.key.curve
         pub = obj.key.public_key()
 
         def check(digest: bytes, sig: bytes) -> None:
-            from cryptography.hazmat.primitives.asymmetric import ec, utils
-
             msg = ecdsa_input(digest, curve)
-            h = {28: "sha224", 32: "sha256", 48: "sha384", 64: "sha512"}[len(msg)]
-            algo = next(x for x in HASHES.values() if x.name == h).crypto()
-            pub.verify(raw_to_der(sig), msg, ec.ECDSA(utils.Prehashed(algo)))
+            pub.verify(raw_to_der(sig), msg, ec.ECDSA(utils.Prehashed(_BY_LEN[len(msg)].crypto())))
 
         return VerifyContext(self.hash, check, 2 * curve.field_bytes)
 
 
-MECHANISMS: Final[dict[int, Mechanism]] = {
-    int(CKM.ECDSA): Ecdsa(CKM.ECDSA, None),
-    int(CKM.ECDSA_SHA1): Ecdsa(CKM.ECDSA_SHA1, CKM.SHA_1),
-    int(CKM.ECDSA_SHA224): Ecdsa(CKM.ECDSA_SHA224, CKM.SHA224),
-    int(CKM.ECDSA_SHA256): Ecdsa(CKM.ECDSA_SHA256, CKM.SHA256),
-    int(CKM.ECDSA_SHA384): Ecdsa(CKM.ECDSA_SHA384, CKM.SHA384),
-    int(CKM.ECDSA_SHA512): Ecdsa(CKM.ECDSA_SHA512, CKM.SHA512),
-}
+_BITS = (224, 521)  # EC field bits
+
+
+def _ecdsa(ckm: CKM, hash_ckm: CKM | None) -> Record:
+    return Record(ckm, SIGN | EC_FLAGS, _BITS, Ecdsa, HASHES[hash_ckm] if hash_ckm is not None else None, "ECDSA",
+                  sign=("ECDSA_Signature",))
+
+
+RECORDS: Final[tuple[Record, ...]] = (
+    Record(CKM.EC_KEY_PAIR_GEN, F.HW | F.GENERATE_KEY_PAIR | EC_FLAGS, _BITS, keygen="EC"),
+    _ecdsa(CKM.ECDSA, None),
+    _ecdsa(CKM.ECDSA_SHA1, CKM.SHA_1),
+    _ecdsa(CKM.ECDSA_SHA224, CKM.SHA224),
+    _ecdsa(CKM.ECDSA_SHA256, CKM.SHA256),
+    _ecdsa(CKM.ECDSA_SHA384, CKM.SHA384),
+    _ecdsa(CKM.ECDSA_SHA512, CKM.SHA512),
+    # SHA-3: hashed here, the digest padded or truncated to the curve's input like any other
+    _ecdsa(CKM.ECDSA_SHA3_224, CKM.SHA3_224),
+    _ecdsa(CKM.ECDSA_SHA3_256, CKM.SHA3_256),
+    _ecdsa(CKM.ECDSA_SHA3_384, CKM.SHA3_384),
+    _ecdsa(CKM.ECDSA_SHA3_512, CKM.SHA3_512),
+)

@@ -11,8 +11,9 @@ from p11nethsm.ck.constants import CKA, CKK, CKM, CKO
 from p11nethsm.ck.errors import MechanismParamInvalid
 from p11nethsm.ck.structs import CK_EDDSA_PARAMS
 from p11nethsm.mechanisms.base import Mechanism, SignContext, VerifyContext, require_key
+from p11nethsm.mechanisms.record import SIGN, F, Record
 
-__all__ = ["MECHANISMS"]
+__all__ = ["RECORDS"]
 
 SIGNATURE_LEN = 64
 
@@ -30,8 +31,8 @@ def _check_params(param: bytes | None) -> None:
 class EdDsa(Mechanism):
     def sign_init(self, obj, param, backend):
         _check_params(param)
-        require_key(obj, (CKO.PRIVATE_KEY,), (CKK.EC_EDWARDS,), CKA.SIGN, self.ckm, "EdDSA_Signature")
-        return SignContext(obj, backend, "EdDSA", None, lambda d: d, SIGNATURE_LEN)
+        require_key(obj, (CKO.PRIVATE_KEY,), (CKK.EC_EDWARDS,), CKA.SIGN, self.ckm, *self.record.sign)
+        return SignContext(obj, backend, self.record.mode, None, lambda d: d, SIGNATURE_LEN)
 
     def verify_init(self, obj, param):
         _check_params(param)
@@ -40,4 +41,10 @@ class EdDsa(Mechanism):
         return VerifyContext(None, lambda data, sig: pub.verify(sig, data), SIGNATURE_LEN)
 
 
-MECHANISMS: Final[dict[int, Mechanism]] = {int(CKM.EDDSA): EdDsa(CKM.EDDSA)}
+_BITS = (255, 255)
+
+RECORDS: Final[tuple[Record, ...]] = (
+    Record(CKM.EC_EDWARDS_KEY_PAIR_GEN, F.HW | F.GENERATE_KEY_PAIR | F.EC_OID | F.EC_CURVENAME, _BITS,
+           keygen="Curve25519"),
+    Record(CKM.EDDSA, SIGN, _BITS, EdDsa, mode="EdDSA", sign=("EdDSA_Signature",)),
+)

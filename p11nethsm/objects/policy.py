@@ -2,10 +2,11 @@
 
 - KEY_TYPES: NetHSM key `type` -> PKCS#11 key type and curve;
 - CURVES: every NetHSM curve with its OID, field size and the exact ECDSA input length the
-  NetHSM wants (nethsm-api-notes §6.1);
+  NetHSM wants (docs/nethsm-behaviour.md, sign);
 - NETHSM_MECHANISMS: NetHSM key mechanism -> the PKCS#11 mechanisms it enables (for
-  CKA_ALLOWED_MECHANISMS) and the usage it gives (CKA_SIGN/DECRYPT/ENCRYPT);
-- GENERATE_MECHANISMS: what a new key gets for each requested usage.
+  CKA_ALLOWED_MECHANISMS, derived from the mechanism records of mechanisms/*) and the usage
+  it gives (CKA_SIGN/DECRYPT/ENCRYPT);
+- GENERATE_MECHANISMS: what a new key gets for each requested usage (derived too).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from p11nethsm.ck.constants import CKA, CKK, CKM
+from p11nethsm.mechanisms.registry import RECORDS
 
 __all__ = ["Curve", "CURVES", "CURVE_BY_TYPE", "CURVE_BY_PARAMS", "KEY_TYPES", "NETHSM_MECHANISMS",
            "GENERATE_MECHANISMS", "der_oid", "der_octet_string", "der_integer", "parse_der_octet_string"]
@@ -108,49 +110,47 @@ KEY_TYPES: Final[dict[str, CKK]] = {
     "Generic": CKK.GENERIC_SECRET,  # CKK_AES when it has AES mechanisms (model.py)
 }
 
-_SHA = ("SHA1", "SHA224", "SHA256", "SHA384", "SHA512")
-_PSS_CKM = {"SHA1": CKM.SHA1_RSA_PKCS_PSS, "SHA224": CKM.SHA224_RSA_PKCS_PSS,
-            "SHA256": CKM.SHA256_RSA_PKCS_PSS, "SHA384": CKM.SHA384_RSA_PKCS_PSS,
-            "SHA512": CKM.SHA512_RSA_PKCS_PSS}
-
-
 @dataclass(frozen=True)
 class NetHSMMechanism:
     name: str
     ckms: tuple[CKM, ...]  # PKCS#11 mechanisms it enables (on the private/secret key)
     usage: CKA  # CKA_SIGN or CKA_DECRYPT or CKA_ENCRYPT of the private/secret key
+    family: str  # the NetHSM key family that has it ("EC": every ECDSA curve)
 
 
-def _m(name, ckms, usage):
-    return NetHSMMechanism(name, tuple(ckms), usage)
+# The NetHSM's key mechanisms (its API's KeyMechanism enum, in its order: the order key JSON
+# lists them), with the usage each gives and the key family that has it. Which PKCS#11
+# mechanisms each enables is not written here: it comes from the mechanism records.
+_HASHES = ("MD5", "SHA1", "SHA224", "SHA256", "SHA384", "SHA512")
+_NETHSM: Final[tuple[tuple[str, CKA, str], ...]] = (
+    ("RSA_Decryption_RAW", CKA.DECRYPT, "RSA"),
+    ("RSA_Decryption_PKCS1", CKA.DECRYPT, "RSA"),
+    *((f"RSA_Decryption_OAEP_{h}", CKA.DECRYPT, "RSA") for h in _HASHES),
+    ("RSA_Signature_PKCS1", CKA.SIGN, "RSA"),
+    *((f"RSA_Signature_PSS_{h}", CKA.SIGN, "RSA") for h in _HASHES),
+    ("EdDSA_Signature", CKA.SIGN, "Curve25519"),
+    ("ECDSA_Signature", CKA.SIGN, "EC"),
+    ("BIP340_Signature", CKA.SIGN, "EC"),  # not exposed as a PKCS#11 mechanism
+    ("AES_Encryption_CBC", CKA.ENCRYPT, "Generic"),
+    ("AES_Decryption_CBC", CKA.DECRYPT, "Generic"),
+)
 
 
-# In the NetHSM's own order (the order key JSON lists them).
-NETHSM_MECHANISMS: Final[dict[str, NetHSMMechanism]] = {m.name: m for m in (
-    _m("RSA_Decryption_RAW", [CKM.RSA_X_509], CKA.DECRYPT),
-    _m("RSA_Decryption_PKCS1", [CKM.RSA_PKCS], CKA.DECRYPT),
-    _m("RSA_Decryption_OAEP_MD5", [CKM.RSA_PKCS_OAEP], CKA.DECRYPT),
-    *(_m(f"RSA_Decryption_OAEP_{h}", [CKM.RSA_PKCS_OAEP], CKA.DECRYPT) for h in _SHA),
-    _m("RSA_Signature_PKCS1", [CKM.RSA_PKCS, CKM.SHA1_RSA_PKCS, CKM.SHA224_RSA_PKCS, CKM.SHA256_RSA_PKCS,
-                               CKM.SHA384_RSA_PKCS, CKM.SHA512_RSA_PKCS], CKA.SIGN),
-    _m("RSA_Signature_PSS_MD5", [CKM.RSA_PKCS_PSS], CKA.SIGN),
-    *(_m(f"RSA_Signature_PSS_{h}", [CKM.RSA_PKCS_PSS, _PSS_CKM[h]], CKA.SIGN) for h in _SHA),
-    _m("EdDSA_Signature", [CKM.EDDSA], CKA.SIGN),
-    _m("ECDSA_Signature", [CKM.ECDSA, CKM.ECDSA_SHA1, CKM.ECDSA_SHA224, CKM.ECDSA_SHA256, CKM.ECDSA_SHA384,
-                           CKM.ECDSA_SHA512], CKA.SIGN),
-    _m("BIP340_Signature", [], CKA.SIGN),  # not exposed as a PKCS#11 mechanism
-    _m("AES_Encryption_CBC", [CKM.AES_CBC, CKM.AES_CBC_PAD], CKA.ENCRYPT),
-    _m("AES_Decryption_CBC", [CKM.AES_CBC, CKM.AES_CBC_PAD], CKA.DECRYPT),
-)}
+def _enabled(name: str) -> tuple[CKM, ...]:
+    return tuple(r.ckm for r in RECORDS if name in r.grants)
 
-# What a generated/imported key gets per usage attribute (ours: MD5 variants are never
-# granted; PKCS#11 has no MGF1-MD5, so they could not be used anyway).
+
+NETHSM_MECHANISMS: Final[dict[str, NetHSMMechanism]] = {
+    name: NetHSMMechanism(name, _enabled(name), usage, family) for name, usage, family in _NETHSM}
+
+
+def _generated(family: str, usage: CKA) -> tuple[str, ...]:
+    return tuple(m.name for m in NETHSM_MECHANISMS.values() if m.family == family and m.usage == usage and m.ckms)
+
+
+# What a generated/imported key gets per usage attribute: every NetHSM mechanism of its family
+# that enables a PKCS#11 mechanism (so never the MD5 ones: PKCS#11 has no MGF1-MD5; nor BIP340).
 GENERATE_MECHANISMS: Final[dict[str, dict[CKA, tuple[str, ...]]]] = {
-    "RSA": {
-        CKA.SIGN: ("RSA_Signature_PKCS1", *(f"RSA_Signature_PSS_{h}" for h in _SHA)),
-        CKA.DECRYPT: ("RSA_Decryption_RAW", "RSA_Decryption_PKCS1", *(f"RSA_Decryption_OAEP_{h}" for h in _SHA)),
-    },
-    "EC": {CKA.SIGN: ("ECDSA_Signature",)},
-    "Curve25519": {CKA.SIGN: ("EdDSA_Signature",)},
-    "Generic": {CKA.ENCRYPT: ("AES_Encryption_CBC",), CKA.DECRYPT: ("AES_Decryption_CBC",)},
+    family: {usage: names for usage in (CKA.SIGN, CKA.DECRYPT, CKA.ENCRYPT) if (names := _generated(family, usage))}
+    for family in dict.fromkeys(r.keygen for r in RECORDS if r.keygen is not None)
 }
