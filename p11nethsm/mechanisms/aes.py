@@ -67,8 +67,20 @@ class _Cbc(Context):
         self.buf = buf[n:]
         return out
 
+    def _send(self, chunk: bytes) -> bytes:
+        """One NetHSM call on complete blocks; the next IV is the last ciphertext block."""
+        if not chunk:
+            return b""
+        try:
+            out, self.iv = self._cipher(chunk)
+        except BadRequest as exc:
+            raise self.refused(f"the NetHSM refused to {self.what}: {exc.server_message}") from exc
+        return out
+
 
 class CbcEncrypt(_Cbc):
+    refused, what = DataLenRange, "encrypt"
+
     def _ready(self, total: int) -> int:
         return total // BLOCK * BLOCK
 
@@ -87,15 +99,9 @@ class CbcEncrypt(_Cbc):
             raise DataLenRange("AES-CBC input must be a multiple of 16 bytes")
         return total
 
-    def _send(self, chunk: bytes) -> bytes:
-        if not chunk:
-            return b""
-        try:
-            out, _iv = self.backend.encrypt(self.key_id, self.mode, chunk, iv=self.iv)
-        except BadRequest as exc:
-            raise DataLenRange(f"the NetHSM refused to encrypt: {exc.server_message}") from exc
-        self.iv = out[-BLOCK:]
-        return out
+    def _cipher(self, chunk: bytes) -> tuple[bytes, bytes]:
+        out, _iv = self.backend.encrypt(self.key_id, self.mode, chunk, iv=self.iv)
+        return out, out[-BLOCK:]
 
     def final(self) -> bytes:
         if self.padded:
@@ -114,6 +120,8 @@ class CbcEncrypt(_Cbc):
 
 
 class CbcDecrypt(_Cbc):
+    refused, what = EncryptedDataInvalid, "decrypt"
+
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.exact = not self.padded
@@ -134,15 +142,8 @@ class CbcDecrypt(_Cbc):
             raise EncryptedDataLenRange("AES-CBC ciphertext must be a multiple of 16 bytes")
         return total
 
-    def _send(self, chunk: bytes) -> bytes:
-        if not chunk:
-            return b""
-        try:
-            out = self.backend.decrypt(self.key_id, self.mode, chunk, iv=self.iv)
-        except BadRequest as exc:
-            raise EncryptedDataInvalid(f"the NetHSM refused to decrypt: {exc.server_message}") from exc
-        self.iv = chunk[-BLOCK:]
-        return out
+    def _cipher(self, chunk: bytes) -> tuple[bytes, bytes]:
+        return self.backend.decrypt(self.key_id, self.mode, chunk, iv=self.iv), chunk[-BLOCK:]
 
     def final(self) -> bytes:
         self.out_len()

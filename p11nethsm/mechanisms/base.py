@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from p11nethsm.mechanisms.digest import Hash
     from p11nethsm.mechanisms.record import Record
 
-__all__ = ["Backend", "Mechanism", "Context", "SignContext", "VerifyContext", "require_key"]
+__all__ = ["Backend", "Mechanism", "Context", "Buffered", "NetHSMContext", "SignContext", "VerifyContext",
+           "require_key"]
 
 
 class Backend(Protocol):
@@ -80,12 +81,17 @@ class Context:
         raise NotImplementedError
 
 
-class _Input(Context):
-    """Input of a sign/verify: hashed as it comes (`hash_` given) or buffered until the end."""
+class Buffered(Context):
+    """Input of a sign/verify/RSA operation: hashed as it comes (`hash_` given) or buffered
+    until the end; `size` is the output size (exact, or the bound when `exact` is False)."""
 
-    def __init__(self, hash_: Hash | None):
+    def __init__(self, hash_: Hash | None, size: int):
         self.state = hash_.new() if hash_ is not None else None
         self.buf = bytearray()
+        self.size = size
+
+    def out_len(self) -> int:
+        return self.size
 
     def update(self, data: bytes) -> bytes:
         if self.state is not None:
@@ -99,42 +105,46 @@ class _Input(Context):
         return self.state.digest() if self.state is not None else bytes(self.buf)
 
 
-class SignContext(_Input):
+class NetHSMContext(Buffered):
+    """The input goes to one NetHSM call at Final (backend.<op>(key, mode, input)); a 400 is
+    the caller's error `refused`; `post` turns the NetHSM's output into the PKCS#11 one."""
+
+    def __init__(self, obj, backend: Backend, mode: str, hash_: Hash | None, size: int,
+                 post: Callable[[bytes], bytes] | None):
+        super().__init__(hash_, size)
+        self.key_id = obj.key_id
+        self.backend = backend
+        self.mode = mode
+        self.post = post
+
+    def call(self, fn, data: bytes, refused: type[Exception], what: str) -> bytes:
+        try:
+            out = fn(self.key_id, self.mode, data)
+        except BadRequest as exc:
+            raise refused(f"the NetHSM {what}: {exc.server_message}") from exc
+        return self.post(out) if self.post is not None else out
+
+
+class SignContext(NetHSMContext):
     """Hashing or buffering signer: final() = backend.sign(mode, prepare(digest or data))."""
 
     def __init__(self, obj, backend: Backend, mode: str, hash_: Hash | None, prepare: Callable[[bytes], bytes],
                  sig_len: int, post: Callable[[bytes], bytes] | None = None):
-        super().__init__(hash_)
-        self.key_id = obj.key_id
-        self.backend = backend
-        self.mode = mode
+        super().__init__(obj, backend, mode, hash_, sig_len, post)
         self.hash = hash_
         self.prepare = prepare
-        self.sig_len = sig_len
-        self.post = post
-
-    def out_len(self) -> int:
-        return self.sig_len
 
     def final(self) -> bytes:
-        message = self.prepare(self.message())
-        try:
-            sig = self.backend.sign(self.key_id, self.mode, message)
-        except BadRequest as exc:
-            raise DataInvalid(f"the NetHSM refused to sign: {exc.server_message}") from exc
-        return self.post(sig) if self.post is not None else sig
+        return self.call(self.backend.sign, self.prepare(self.message()), DataInvalid, "refused to sign")
 
 
-class VerifyContext(_Input):
+class VerifyContext(Buffered):
     """Hashing or buffering verifier: verify(sig) = check(digest or data, sig)."""
 
     def __init__(self, hash_: Hash | None, check: Callable[[bytes, bytes], None], sig_len: int):
-        super().__init__(hash_)
+        super().__init__(hash_, 0)
         self.check = check
         self.sig_len = sig_len
-
-    def out_len(self) -> int:
-        return 0
 
     def verify(self, signature: bytes) -> None:
         if len(signature) != self.sig_len:

@@ -32,11 +32,34 @@ def _precheck(p_len: int, size: int) -> None:
         raise BufferTooSmall(size)
 
 
+class _Claim:
+    """`with _Claim(op, ctx):` ends a claimed context on error, once for every run_*:
+    CKR_BUFFER_TOO_SMALL keeps the operation (release), any other error ends it (abort).
+    A class, not @contextmanager: it is on the path of every C_Sign."""
+
+    __slots__ = ("op", "ctx")
+
+    def __init__(self, op, ctx):
+        self.op = op
+        self.ctx = ctx
+
+    def __enter__(self):
+        return self.ctx
+
+    def __exit__(self, etype, exc, tb) -> bool:
+        if etype is not None:
+            if issubclass(etype, BufferTooSmall):
+                self.op.release(self.ctx)
+            else:
+                self.op.abort(self.ctx)
+        return False
+
+
 def _deliver(op, ctx, p_out: int, p_len: int, size, work) -> None:
     """The size query / BUFFER_TOO_SMALL / cached result protocol of the module docstring, once:
     `size()` answers a size query (no network), `work()` produces the output (kept on ctx).
     `ctx` is claimed by this call (Operation.claim): released, finished or aborted here."""
-    try:
+    with _Claim(op, ctx):
         if ctx.result is None:
             if not p_len:
                 raise ArgumentsBad("NULL length pointer")
@@ -48,23 +71,14 @@ def _deliver(op, ctx, p_out: int, p_len: int, size, work) -> None:
                 _precheck(p_len, size())
             ctx.result = work()
         output_bytes(p_out, p_len, ctx.result)
-    except BufferTooSmall:
-        op.release(ctx)
-        raise
-    except BaseException:
-        op.abort(ctx)
-        raise
     op.finish(ctx)
 
 
 def run_single(op, p_data: int, data_len: int, p_out: int, p_len: int) -> None:
     """C_Sign / C_Encrypt / C_Decrypt / C_Digest."""
     ctx = op.single()
-    try:
+    with _Claim(op, ctx):
         data = read_bytes(p_data, data_len) if ctx.result is None else b""
-    except BaseException:
-        op.abort(ctx)
-        raise
     _deliver(op, ctx, p_out, p_len, lambda: ctx.single_len(data), lambda: ctx.single(data))
 
 
@@ -77,7 +91,7 @@ def run_final(op, p_out: int, p_len: int) -> None:
 def run_update(op, p_in: int, in_len: int, p_out: int, p_len: int) -> None:
     """C_EncryptUpdate / C_DecryptUpdate (output-producing multi-part step)."""
     ctx = op.update_mark()
-    try:
+    with _Claim(op, ctx):
         data = read_bytes(p_in, in_len)
         pending = ctx.pending
         if pending is not None and pending[0] == data:
@@ -95,31 +109,19 @@ def run_update(op, p_in: int, in_len: int, p_out: int, p_len: int) -> None:
             ctx.pending = (data, out)
         output_bytes(p_out, p_len, out)
         ctx.pending = None
-    except BufferTooSmall:
-        op.release(ctx)
-        raise
-    except BaseException:
-        op.abort(ctx)
-        raise
     op.release(ctx)
 
 
 def run_feed(op, p_in: int, in_len: int) -> None:
     """C_SignUpdate / C_VerifyUpdate / C_DigestUpdate (no output)."""
     ctx = op.update_mark()
-    try:
+    with _Claim(op, ctx):
         ctx.update(read_bytes(p_in, in_len))
-    except BaseException:
-        op.abort(ctx)
-        raise
     op.release(ctx)
 
 
 def run_verify(op, ctx, p_sig: int, sig_len: int) -> None:
     """End of C_Verify / C_VerifyFinal (`ctx` claimed by the caller): always ends the operation."""
-    try:
+    with _Claim(op, ctx):
         ctx.verify(read_bytes(p_sig, sig_len))
-    except BaseException:
-        op.abort(ctx)
-        raise
     op.finish(ctx)

@@ -9,11 +9,10 @@ import hashlib
 import hmac
 from typing import Callable
 
-from p11nethsm.api.errors import BadRequest
 from p11nethsm.ck.constants import CKZ
 from p11nethsm.ck.errors import DataInvalid, EncryptedDataInvalid, MechanismParamInvalid
 from p11nethsm.ck.structs import CK_RSA_PKCS_OAEP_PARAMS, CK_RSA_PKCS_PSS_PARAMS
-from p11nethsm.mechanisms.base import Backend, Context
+from p11nethsm.mechanisms.base import Backend, Buffered, NetHSMContext
 from p11nethsm.mechanisms.digest import HASH_BY_MGF, HASHES, Hash
 
 __all__ = ["parse_pss_params", "parse_oaep_params", "oaep_decode", "RsaDecryptContext", "RawSignContext",
@@ -84,35 +83,19 @@ def oaep_decode(em: bytes, k: int, hash_: Hash, mgf: Hash, label: bytes) -> byte
 
 
 # ------------------------------------------------------------------ decrypt / encrypt contexts
-class RsaDecryptContext(Context):
+class RsaDecryptContext(NetHSMContext):
     """Single-part RSA decryption (updates only buffer; everything goes at Final)."""
 
     def __init__(self, obj, backend: Backend, mode: str, check: Callable[[bytes], None], bound: int,
                  exact: bool, post: Callable[[bytes], bytes] | None = None):
-        self.key_id = obj.key_id
-        self.backend = backend
-        self.mode = mode
+        super().__init__(obj, backend, mode, None, bound, post)
         self.check = check
-        self.bound = bound
         self.exact = exact
-        self.post = post
-        self.buf = bytearray()
-
-    def out_len(self) -> int:
-        return self.bound
-
-    def update(self, data: bytes) -> bytes:
-        self.buf += data
-        return b""
 
     def final(self) -> bytes:
-        data = bytes(self.buf)
+        data = self.message()
         self.check(data)
-        try:
-            out = self.backend.decrypt(self.key_id, self.mode, data)
-        except BadRequest as exc:
-            raise EncryptedDataInvalid(f"the NetHSM could not decrypt: {exc.server_message}") from exc
-        return self.post(out) if self.post is not None else out
+        return self.call(self.backend.decrypt, data, EncryptedDataInvalid, "could not decrypt")
 
 
 class RawSignContext(RsaDecryptContext):
@@ -123,7 +106,7 @@ class RawSignContext(RsaDecryptContext):
         self.pad = pad
 
     def final(self) -> bytes:
-        data = bytes(self.buf)
+        data = self.message()
         self.check(data)
         self.buf = bytearray(self.pad(data))
         try:
@@ -132,18 +115,12 @@ class RawSignContext(RsaDecryptContext):
             raise DataInvalid(str(exc)) from exc
 
 
-class LocalEncryptContext(Context):
+class LocalEncryptContext(Buffered):
+    """RSA encryption with the public key, here, at Final."""
+
     def __init__(self, enc: Callable[[bytes], bytes], k: int):
+        super().__init__(None, k)
         self.enc = enc
-        self.k = k
-        self.buf = bytearray()
-
-    def out_len(self) -> int:
-        return self.k
-
-    def update(self, data: bytes) -> bytes:
-        self.buf += data
-        return b""
 
     def final(self) -> bytes:
-        return self.enc(bytes(self.buf))
+        return self.enc(self.message())
