@@ -30,8 +30,13 @@ from p11nethsm.ck.errors import (
 )
 
 if TYPE_CHECKING:
-    from p11nethsm.mechanisms.digest import Hash
     from p11nethsm.mechanisms.record import Record
+
+
+class Hash(Protocol):
+    """What a context needs of a digest.Hash (digest.py imports this module, not the reverse)."""
+
+    def new(self): ...
 
 __all__ = ["Backend", "Mechanism", "Context", "Buffered", "NetHSMContext", "SignContext", "VerifyContext",
            "require_key"]

@@ -1,7 +1,7 @@
 """RSA: PKCS#1 v1.5 and PSS signatures on the NetHSM; X.509 (raw), PKCS#1 v1.5 and OAEP
 decryption on the NetHSM; verification and encryption locally with the public key.
 
-NetHSM input rules (docs/nethsm-behaviour.md, sign and decrypt):
+NetHSM input rules (docs/nethsm-behaviour.md §6.1/§6.2):
 - mode PKCS1 pads the given bytes as they are: CKM_<H>_RSA_PKCS (SHA-1, SHA-2, SHA-3) hashes and
   prepends the DigestInfo here;
   CKM_RSA_PKCS sends the caller's bytes (≤ k-11);

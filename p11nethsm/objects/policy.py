@@ -1,8 +1,8 @@
-"""NetHSM policy tables: ours, not the spec's (style-anchors §5.7).
+"""NetHSM policy tables: ours, not the PKCS#11 spec's.
 
 - KEY_TYPES: NetHSM key `type` -> PKCS#11 key type and curve;
 - CURVES: every NetHSM curve with its OID, field size and the exact ECDSA input length the
-  NetHSM wants (docs/nethsm-behaviour.md, sign);
+  NetHSM wants (docs/nethsm-behaviour.md §6.1);
 - NETHSM_MECHANISMS: NetHSM key mechanism -> the PKCS#11 mechanisms it enables (for
   CKA_ALLOWED_MECHANISMS, derived from the mechanism records of mechanisms/*) and the usage
   it gives (CKA_SIGN/DECRYPT/ENCRYPT);
