@@ -13,9 +13,13 @@ a cluster member on other firmware is detected again when a call fails over to i
 
 from __future__ import annotations
 
+import time
 from collections import namedtuple
 
-__all__ = ["Capabilities", "V4", "V5", "UNKNOWN", "from_status", "STATE_ADVICE", "advice"]
+from p11nethsm.log import logger
+from p11nethsm.net.errors import BodyTooLarge, ExchangeError
+
+__all__ = ["Capabilities", "V4", "V5", "UNKNOWN", "from_status", "detect", "STATE_ADVICE", "advice"]
 
 # api: a name for logs; labels / label_query / diagnose: True, False, or None (unknown: try and
 # fall back, as before detection existed).
@@ -33,6 +37,29 @@ def from_status(status: int) -> Capabilities:
     if status in (200, 401, 403):
         return V5
     return UNKNOWN
+
+
+def detect(inst, members, head: bytes, timeout: float | None) -> Capabilities:
+    """Probe `inst` (a net.instances.Instance; `members`: every instance of its slot) once and
+    remember its capabilities on it; UNKNOWN (not remembered) if it gave no usable answer."""
+    try:
+        status, _, _ = inst.pool.exchange("GET", inst.base + "/health/diagnose", None, head,
+                                          deadline=time.monotonic() + timeout if timeout else None)
+    except (ExchangeError, BodyTooLarge) as exc:
+        logger.debug("{}: firmware capabilities not detected ({})", inst.name, exc)
+        return UNKNOWN
+    caps = from_status(status)
+    if caps is UNKNOWN:
+        return caps
+    others = {i.caps.api for i in members if i is not inst and i.caps is not None}
+    inst.caps = caps
+    if others and caps.api not in others:
+        logger.warning("{}: serves the NetHSM {} API, other members {}: features follow the instance",
+                       inst.name, caps.api, ", ".join(sorted(others)))
+    else:
+        logger.info("{}: NetHSM {} API (key labels: {}, GET /keys?label=: {})", inst.name, caps.api,
+                    "yes" if caps.labels else "no", "yes" if caps.label_query else "no")
+    return caps
 
 
 # /health/state answer -> what the user should do (log lines, check-config).

@@ -1,11 +1,8 @@
 """One urllib3 connection pool per instance, and the one request/response exchange on it.
 
 `InstancePool.exchange()` is the single boundary where low-level errors (OSError, ssl, http.client,
-urllib3) are caught; it raises `ExchangeError` carrying the *phase* the failure happened in, which
-decides whether the request may have reached the server:
-
-* CONNECT (TCP connect, TLS handshake, pin check) and SEND (writing the request): surely not processed;
-* READ (waiting for / reading the answer): the server may have processed it.
+urllib3) are caught; it raises `ExchangeError` (net.errors) carrying the *phase* the failure
+happened in, which decides whether the request may have reached the server.
 
 The pool subclass adds what urllib3 does not do: pinning several fingerprints, an idle-age limit for
 pooled connections (`connections_max_idle_duration`), TCP keepalive options, a quiet `_put_conn`
@@ -20,49 +17,18 @@ import select
 import socket
 import time
 from dataclasses import dataclass
-from enum import Enum
 
-from p11nethsm.log import logger
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPSConnectionPool
 from urllib3.exceptions import ClosedPoolError
 
-from p11nethsm.net.http11 import BodyTooLarge, build_request, read_response
+from p11nethsm.log import logger
+from p11nethsm.net.errors import BodyTooLarge, ExchangeError, Phase
+from p11nethsm.net.http11 import build_request, read_response
 from p11nethsm.net.sigpipe import SigpipeBlocked
-
 from p11nethsm.net.tls import PinMismatch, format_fingerprint, pin_matches
 
 MAX_BODY = 16 * 1024 * 1024  # the largest answer we accept (a cert is <= 1 MiB, a signature is tiny)
-
-
-class Phase(Enum):
-    CONNECT = "connect"
-    SEND = "send"
-    READ = "read"
-
-    @property
-    def maybe_processed(self) -> bool:
-        return self is Phase.READ
-
-
-class ExchangeError(Exception):
-    """A request got no usable HTTP answer; `phase` tells whether it can have been processed."""
-
-    def __init__(self, phase: Phase, cause: BaseException):
-        super().__init__(f"{phase.value}: {describe_cause(cause)}")
-        self.phase = phase
-        self.cause = cause
-
-
-def describe_cause(exc: BaseException) -> str:
-    """A short text for a low-level error (no request bodies are ever in these)."""
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "timed out"
-    inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
-    text = str(exc) or type(exc).__name__
-    if inner is not None and not str(inner) in text:
-        text = f"{text}: {inner}"
-    return f"{type(exc).__name__}: {text}"
 
 
 def keepalive_options(time_seconds: int | None, interval_seconds: int | None,

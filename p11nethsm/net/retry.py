@@ -6,18 +6,20 @@ failure's error. Every failure is classified by what it says about the request:
 * not processed (`maybe_processed=False`): connect refused, TLS failure, send error, a 412 answer (the
   state gate runs before anything else on the device): fail over freely, whatever the call
   (a connection refused outright while another instance is reachable does not even reach this
-  policy: NetHSM._request hands it to the next instance without using up a retry);
+  policy: net.failover hands it to the next instance without using up a retry);
 * maybe processed (read timeout, connection lost while waiting, 5xx): retried only when the call is
   idempotent. A non-idempotent call raises at once with `outcome_unknown=True` on the error, and its
   caller resolves the outcome by looking (see NetHSM.generate_key / move_key), never by repeating it.
 
-Bounds (docs/pkcs11-setup.txt, "Network reliability"): at most `count + 1` API requests per call
-(plus at most 3 inline health checks when threads are not allowed), so at most
+The errors are the caller's (p11nethsm.api.errors via the api's error mapper): this module only
+sets their `outcome_unknown` and `attempts`.
+
+Bounds (README.md, Configuration, "Network behaviour"): at most `count + 1` API requests
+per call (plus at most 3 inline health checks when threads are not allowed), so at most
 `(count + 1) * timeout_seconds + 3` seconds: each attempt ends `timeout_seconds` after it starts
 (connect, send, read together; p11nethsm.net.tls.DeadlineSSLSocket), and `delay_seconds` (jittered
-to [delay/2, delay]) before a
-retry that has no reachable instance to go to (failing over to a reachable one does not wait) is cut
-short, and retries stop, at that bound (NetHSM._request).
+to [delay/2, delay]) before a retry that has no reachable instance to go to (failing over to a
+reachable one does not wait) is cut short, and retries stop, at that bound (net.failover).
 """
 
 from __future__ import annotations
@@ -25,15 +27,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from p11nethsm.api.errors import NetHSMError
 from p11nethsm.config.model import RetryConfig
+from p11nethsm.net import instances
 
 
 class Failure(NamedTuple):
     """One failed attempt, as kept in the policy's history."""
 
     instance: str
-    error: NetHSMError
+    error: Exception  # carries `outcome_unknown` and `attempts` (set by increment)
     maybe_processed: bool
 
 
@@ -71,8 +73,6 @@ class RetryPolicy:
     def jittered_delay(self) -> float:
         """The wait before a retry: drawn from [delay/2, delay] (like the health back-off), so the
         processes of a fleet that failed at the same moment do not retry at the same moment."""
-        from p11nethsm.net import instances  # noqa: PLC0415
-
         return self.delay * (1.0 - instances.JITTER * instances.uniform01())
 
     def out_of_time(self) -> RetryPolicy:

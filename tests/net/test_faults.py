@@ -330,7 +330,7 @@ def test_unknown_generation_is_looked_up_on_each_member(emu2, make):
 
     c = make(emu2, timeout=2.0)
     took, locked = emu2.instances  # same order as the client's instances (make_slot(emu.urls))
-    c._instances._next = itertools.count(0)  # round robin: the POST goes to `took`, the first look-up to `locked`
+    c._failover.instances._next = itertools.count(0)  # round robin: the POST goes to `took`, the first look-up to `locked`
     took.cut_body(method="POST", path="/keys/generate$", count=1)
     locked.lock()
     try:

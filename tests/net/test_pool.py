@@ -127,7 +127,7 @@ def test_close_does_not_wait_for_the_checkers_back_off(stub, pin, monkeypatch):
     c = NetHSM(make_slot([stub.url], pins=pin), threads=True)
     with pytest.raises(Exception):
         c.health_state()
-    checker = c._checker
+    checker = c._failover._checker
     assert checker is not None and checker.running
     closed = threading.Event()
     threading.Thread(target=lambda: (c.close(), closed.set()), daemon=True).start()
@@ -158,7 +158,7 @@ def test_construction_does_no_io_and_starts_no_thread():
     before = threading.active_count()
     c = NetHSM(make_slot(["https://192.0.2.1:8443/api/v1", "https://192.0.2.2:8443/api/v1"]), threads=True)
     assert all(i._pool is None for i in c.instances)
-    assert c._checker is None and threading.active_count() == before
+    assert c._failover._checker is None and threading.active_count() == before
     c.close()
 
 
@@ -168,9 +168,9 @@ def test_health_thread_starts_lazily_on_first_failure_only_with_threads(stub, pi
         c = NetHSM(make_slot([stub.url], pins=pin), threads=threads)
         with pytest.raises(Exception):
             c.health_state()
-        assert (c._checker is not None) is threads
+        assert (c._failover._checker is not None) is threads
         if threads:
-            assert c._checker._thread.daemon
+            assert c._failover._checker._thread.daemon
         c.close()
 
 
