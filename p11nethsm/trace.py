@@ -14,7 +14,9 @@ appended (one line each, prefixed with pid/session) and the summary at Ctrl-C.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -237,8 +239,6 @@ def run(args, out=None) -> int:
     try:
         return _run(args, out or sys.stdout)
     except BrokenPipeError:  # `| head`: the reader is gone; nothing left to say
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
@@ -322,8 +322,6 @@ def add_parser(sub, name: str = "trace") -> None:
 
 
 def main(argv=None) -> int:  # pragma: no cover - p11nethsm.cli is the entry point
-    import argparse
-
     parser = argparse.ArgumentParser(prog="p11nethsm")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["trace", *(argv or sys.argv[1:])])

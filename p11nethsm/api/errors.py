@@ -55,16 +55,22 @@ class HTTPStatusError(NetHSMError):
     """The NetHSM answered with an error status."""
 
 
-class BadRequest(HTTPStatusError):
-    status = 400
+def _status_error(name: str, status: int, doc: str, base: type[HTTPStatusError] = HTTPStatusError):
+    return type(name, (base,), {"status": status, "__doc__": doc, "__module__": __name__, "__qualname__": name})
 
 
-class Unauthorized(HTTPStatusError):
-    status = 401
-
-
-class Forbidden(HTTPStatusError):
-    status = 403
+# One line per status the NetHSM answers with a meaning of its own (docs/nethsm-behaviour.md §8).
+BadRequest = _status_error("BadRequest", 400, "400: malformed, or not possible as asked.")
+Unauthorized = _status_error("Unauthorized", 401, "401: wrong user or password.")
+Forbidden = _status_error("Forbidden", 403, "403: the user's role may not do this.")
+NotFound = _status_error("NotFound", 404, "404: no such key, user or certificate.")
+NotAcceptable = _status_error("NotAcceptable", 406, "406: no answer in the media type asked for.")
+Conflict = _status_error("Conflict", 409, "409: exists already.")
+PreconditionFailed = _status_error(
+    "PreconditionFailed", 412, "412: the NetHSM is not Operational (Locked/Unprovisioned): the token is not present.")
+UnsupportedMediaType = _status_error("UnsupportedMediaType", 415, "415: request body of the wrong media type.")
+TooManyRequests = _status_error("TooManyRequests", 429, "429: failed-login throttle.")
+ServerError = _status_error("ServerError", 500, "5xx.")
 
 
 class KeyUseForbidden(Forbidden):
@@ -74,40 +80,6 @@ class KeyUseForbidden(Forbidden):
         super().__init__(*args, **kwargs)
         self.key_id = key_id
         self.user = user
-
-
-class NotFound(HTTPStatusError):
-    status = 404
-
-
-class NotAcceptable(HTTPStatusError):
-    status = 406
-
-
-class Conflict(HTTPStatusError):
-    status = 409
-
-
-class PreconditionFailed(HTTPStatusError):
-    """412: the NetHSM is not Operational (Locked/Unprovisioned): the token is not present."""
-
-    status = 412
-
-
-class UnsupportedMediaType(HTTPStatusError):
-    status = 415
-
-
-class TooManyRequests(HTTPStatusError):
-    """429: failed-login throttle."""
-
-    status = 429
-
-
-class ServerError(HTTPStatusError):
-    """5xx."""
-
-    status = 500
 
 
 BY_STATUS: dict[int, type[HTTPStatusError]] = {

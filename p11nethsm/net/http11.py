@@ -101,28 +101,38 @@ def read_response(recv, max_body: int) -> tuple[int, str, bytes, bool]:
     elif length is not None:
         if length > max_body:
             raise BodyTooLarge(str(length))
-        if len(buf) < length:
-            parts, have = [buf], len(buf)
-            while have < length:
-                chunk = recv(RECV)
-                if not chunk:
-                    raise ProtocolError(f"connection closed after {have} of {length} body bytes")
-                parts.append(chunk)
-                have += len(chunk)
-            buf = b"".join(parts)
+        if len(buf) < length:  # the body did not come with the head (a small answer does)
+            buf = _read_upto(recv, buf, length)
         body, buf = buf[:length], buf[length:]
     else:  # delimited by the end of the connection
-        parts, have = [buf], len(buf)
-        while have <= max_body:
-            chunk = recv(RECV)
-            if not chunk:
-                break
-            have += len(chunk)
-            parts.append(chunk)
-        if have > max_body:
-            raise BodyTooLarge(f">{max_body}")
-        return status, ctype, b"".join(parts), False
+        return status, ctype, _read_to_eof(recv, buf, max_body), False
     return status, ctype, body, keep and not buf
+
+
+def _read_upto(recv, buf: bytes, length: int) -> bytes:
+    """`buf` and what follows it until it holds at least `length` bytes."""
+    parts, have = [buf], len(buf)
+    while have < length:
+        chunk = recv(RECV)
+        if not chunk:
+            raise ProtocolError(f"connection closed after {have} of {length} body bytes")
+        parts.append(chunk)
+        have += len(chunk)
+    return b"".join(parts)
+
+
+def _read_to_eof(recv, buf: bytes, max_body: int) -> bytes:
+    """`buf` and everything up to the end of the connection (at most `max_body` bytes)."""
+    parts, have = [buf], len(buf)
+    while have <= max_body:
+        chunk = recv(RECV)
+        if not chunk:
+            break
+        have += len(chunk)
+        parts.append(chunk)
+    if have > max_body:
+        raise BodyTooLarge(f">{max_body}")
+    return b"".join(parts)
 
 
 def _field(low: bytes, head: bytes, name: bytes) -> bytes | None:
