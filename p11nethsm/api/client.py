@@ -162,12 +162,17 @@ class NetHSM:
             build = body
             body = lambda inst: build(self._caps_of(inst))  # noqa: E731
         try:
-            r = self._failover.call(method, path, head, body, creds, idempotent=idempotent, recovers=recovers)
+            r = self._failover.call(method, path, head, body, creds, idempotent, recovers)
         except NetHSMError as exc:
             if done_if is not None and isinstance(exc, done_if) and exc.outcome_unknown:
                 return None
             raise
-        return r if parse is None else self._parsed(r, method, path, parse, media)
+        if parse is None:
+            return r
+        try:
+            return v.parse(r, parse, media)
+        except v.Invalid as exc:
+            raise self._errors.bad(r.instance, method, path, r.status, str(exc)) from None
 
     def _parsed(self, r: Response, method: str, path: str, parse: Callable[[Any], Any], media: str = JSON):
         try:
