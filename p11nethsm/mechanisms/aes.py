@@ -163,13 +163,13 @@ class AesCbc(Mechanism):
 
     def encrypt_init(self, obj, param, backend):
         iv = _iv(param)
-        require_key(obj, (CKO.SECRET_KEY,), (CKK.AES,), CKA.ENCRYPT, self.ckm, *self.record.encrypt)
-        return CbcEncrypt(obj, backend, self.record.mode, iv, self.ckm == CKM.AES_CBC_PAD)
+        require_key(obj, (CKO.SECRET_KEY,), (CKK.AES,), CKA.ENCRYPT, self.ckm, *self.encrypt_grants)
+        return CbcEncrypt(obj, backend, self.mode, iv, self.ckm == CKM.AES_CBC_PAD)
 
     def decrypt_init(self, obj, param, backend):
         iv = _iv(param)
-        require_key(obj, (CKO.SECRET_KEY,), (CKK.AES,), CKA.DECRYPT, self.ckm, *self.record.decrypt)
-        return CbcDecrypt(obj, backend, self.record.mode, iv, self.ckm == CKM.AES_CBC_PAD)
+        require_key(obj, (CKO.SECRET_KEY,), (CKK.AES,), CKA.DECRYPT, self.ckm, *self.decrypt_grants)
+        return CbcDecrypt(obj, backend, self.mode, iv, self.ckm == CKM.AES_CBC_PAD)
 
 
 _BYTES = (16, 32)  # AES key bytes

@@ -169,8 +169,13 @@ class Mechanism:
 
     def __init__(self, record: Record):
         self.record = record
+        # the record's fields each *_init reads, as plain attributes (every C_SignInit)
         self.ckm = int(record.ckm)
         self.hash = record.hash  # digest.Hash computed locally, or None
+        self.mode = record.mode
+        self.sign_grants = record.sign
+        self.decrypt_grants = record.decrypt
+        self.encrypt_grants = record.encrypt
 
     def _invalid(self, op: str):
         raise MechanismInvalid(f"mechanism {self.ckm:#x} does not support {op}")
@@ -209,5 +214,8 @@ def require_key(obj, kinds: tuple[CKO, ...], key_types: tuple[CKK, ...], usage: 
         raise KeyFunctionNotPermitted(f"the key has CKA_{usage.name} = FALSE")
     if ckm not in obj.attrs.get(CKA.ALLOWED_MECHANISMS, ()):
         raise MechanismInvalid(f"mechanism {ckm:#x} is not in the key's CKA_ALLOWED_MECHANISMS")
-    if nethsm_mechanisms and not any(key.has(m) for m in nethsm_mechanisms):
+    for m in nethsm_mechanisms:
+        if key.has(m):
+            return
+    if nethsm_mechanisms:
         raise KeyFunctionNotPermitted(f"the NetHSM key does not allow {' or '.join(nethsm_mechanisms)}")

@@ -20,20 +20,13 @@ __all__ = ["Hash", "HASHES", "HASH_BY_NAME", "HASH_BY_MGF", "DigestContext", "RE
 @dataclass(frozen=True)
 class Hash:
     ckm: CKM
-    algorithm: type[hashes.HashAlgorithm]  # cryptography's; its .name is hashlib's name
+    algorithm: type[hashes.HashAlgorithm]  # cryptography's
+    name: str  # hashlib's (cryptography says sha3-256 where hashlib says sha3_256)
+    size: int
     nethsm: str | None  # suffix of the NetHSM PSS_/OAEP_ modes (None: the NetHSM has none)
     digest_info: bytes  # RFC 8017 §9.2 note 1 prefix
     mgf: CKG | None
     offered: bool = True  # a CKM digest mechanism of its own (MD5 is not)
-
-    @property
-    def name(self) -> str:
-        """hashlib's name (cryptography says sha3-256 where hashlib says sha3_256)."""
-        return self.algorithm.name.replace("-", "_")
-
-    @property
-    def size(self) -> int:
-        return self.algorithm.digest_size
 
     def new(self):
         return hashlib.new(self.name)
@@ -44,7 +37,8 @@ class Hash:
 
 
 def _h(ckm, algorithm, nethsm, digest_info: str, mgf, offered=True) -> Hash:
-    return Hash(ckm, algorithm, nethsm, bytes.fromhex(digest_info), mgf, offered)
+    return Hash(ckm, algorithm, algorithm.name.replace("-", "_"), algorithm.digest_size, nethsm,
+                bytes.fromhex(digest_info), mgf, offered)
 
 
 HASHES: Final[dict[int, Hash]] = {int(h.ckm): h for h in (

@@ -70,9 +70,9 @@ class Ecdsa(Mechanism):
 
     def sign_init(self, obj, param, backend):
         _no_param(param)
-        require_key(obj, _PRIV, _EC, CKA.SIGN, self.ckm, *self.record.sign)
+        require_key(obj, _PRIV, _EC, CKA.SIGN, self.ckm, *self.sign_grants)
         curve = obj.key.curve
-        return SignContext(obj, backend, self.record.mode, self.hash, lambda d: ecdsa_input(d, curve),
+        return SignContext(obj, backend, self.mode, self.hash, lambda d: ecdsa_input(d, curve),
                            2 * curve.field_bytes, post=lambda der: der_to_raw(der, curve.field_bytes))
 
     def verify_init(self, obj, param):

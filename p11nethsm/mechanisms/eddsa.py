@@ -31,8 +31,8 @@ def _check_params(param: bytes | None) -> None:
 class EdDsa(Mechanism):
     def sign_init(self, obj, param, backend):
         _check_params(param)
-        require_key(obj, (CKO.PRIVATE_KEY,), (CKK.EC_EDWARDS,), CKA.SIGN, self.ckm, *self.record.sign)
-        return SignContext(obj, backend, self.record.mode, None, lambda d: d, SIGNATURE_LEN)
+        require_key(obj, (CKO.PRIVATE_KEY,), (CKK.EC_EDWARDS,), CKA.SIGN, self.ckm, *self.sign_grants)
+        return SignContext(obj, backend, self.mode, None, lambda d: d, SIGNATURE_LEN)
 
     def verify_init(self, obj, param):
         _check_params(param)

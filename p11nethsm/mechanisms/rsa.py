@@ -85,7 +85,7 @@ class RsaPkcs(Mechanism):
     """CKM_RSA_PKCS: raw PKCS#1 v1.5 sign (caller gives DigestInfo), decrypt, local encrypt."""
 
     def sign_init(self, obj, param, backend):
-        require_key(obj, _PRIV, _RSA, CKA.SIGN, self.ckm, *self.record.sign)
+        require_key(obj, _PRIV, _RSA, CKA.SIGN, self.ckm, *self.sign_grants)
         k = _k(obj)
 
         def prepare(data: bytes) -> bytes:
@@ -93,7 +93,7 @@ class RsaPkcs(Mechanism):
                 raise DataLenRange(f"CKM_RSA_PKCS signs at most k-11 = {k - 11} bytes, got {len(data)}")
             return data
 
-        return SignContext(obj, backend, self.record.mode, None, prepare, k)
+        return SignContext(obj, backend, self.mode, None, prepare, k)
 
     def verify_init(self, obj, param):
         require_key(obj, _PUB, _RSA, CKA.VERIFY, self.ckm)
@@ -106,9 +106,9 @@ class RsaPkcs(Mechanism):
         return VerifyContext(None, check, _k(obj))
 
     def decrypt_init(self, obj, param, backend):
-        require_key(obj, _PRIV, _RSA, CKA.DECRYPT, self.ckm, *self.record.decrypt)
+        require_key(obj, _PRIV, _RSA, CKA.DECRYPT, self.ckm, *self.decrypt_grants)
         k = _k(obj)
-        return RsaDecryptContext(obj, backend, self.record.mode, _exact_k(k, "CKM_RSA_PKCS"), k - 11, exact=False)
+        return RsaDecryptContext(obj, backend, self.mode, _exact_k(k, "CKM_RSA_PKCS"), k - 11, exact=False)
 
     def encrypt_init(self, obj, param, backend):
         require_key(obj, _PUB, _RSA, CKA.ENCRYPT, self.ckm)
@@ -132,9 +132,9 @@ class RsaX509(Mechanism):
     zeros) and must be below the modulus; verification is local."""
 
     def sign_init(self, obj, param, backend):
-        require_key(obj, _PRIV, _RSA, CKA.SIGN, self.ckm, *self.record.sign)
+        require_key(obj, _PRIV, _RSA, CKA.SIGN, self.ckm, *self.sign_grants)
         k = _k(obj)
-        return RawSignContext(obj, backend, self.record.mode, _raw_input(obj, DataLenRange, DataInvalid, "signs"), k,
+        return RawSignContext(obj, backend, self.mode, _raw_input(obj, DataLenRange, DataInvalid, "signs"), k,
                               exact=True, post=_left_pad(k), pad=lambda d: d.rjust(k, b"\x00"))
 
     def verify_init(self, obj, param):
@@ -152,10 +152,10 @@ class RsaX509(Mechanism):
         return VerifyContext(None, check, k)
 
     def decrypt_init(self, obj, param, backend):
-        require_key(obj, _PRIV, _RSA, CKA.DECRYPT, self.ckm, *self.record.decrypt)
+        require_key(obj, _PRIV, _RSA, CKA.DECRYPT, self.ckm, *self.decrypt_grants)
         k = _k(obj)
         check = _raw_input(obj, EncryptedDataLenRange, EncryptedDataInvalid, "decrypts")
-        return RsaDecryptContext(obj, backend, self.record.mode, check, k, exact=True, post=_left_pad(k))
+        return RsaDecryptContext(obj, backend, self.mode, check, k, exact=True, post=_left_pad(k))
 
     def encrypt_init(self, obj, param, backend):
         require_key(obj, _PUB, _RSA, CKA.ENCRYPT, self.ckm)
@@ -215,12 +215,12 @@ class RsaHashPkcs(Mechanism):
     def sign_init(self, obj, param, backend):
         if param:
             raise MechanismParamInvalid("this mechanism takes no parameter")
-        require_key(obj, _PRIV, _RSA, CKA.SIGN, self.ckm, *self.record.sign)
+        require_key(obj, _PRIV, _RSA, CKA.SIGN, self.ckm, *self.sign_grants)
         h = self.hash
         k = _k(obj)
         if k - 11 < len(h.digest_info) + h.size:
             raise DataLenRange("the key is too short for this hash")
-        return SignContext(obj, backend, self.record.mode, h, lambda d: h.digest_info + d, k)
+        return SignContext(obj, backend, self.mode, h, lambda d: h.digest_info + d, k)
 
     def verify_init(self, obj, param):
         require_key(obj, _PUB, _RSA, CKA.VERIFY, self.ckm)
