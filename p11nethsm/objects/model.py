@@ -183,12 +183,8 @@ class P11Object:
 
     def __init__(self, kind: CKO, key_id: str, key: KeyInfo | None, attrs: dict[int, Any],
                  sensitive: frozenset[int] = frozenset(), cert_der: bytes | None = None):
-        self.kind = kind
-        self.key_id = key_id
-        self.key = key
-        self.attrs = attrs
-        self.sensitive = sensitive
-        self.cert_der = cert_der
+        self.kind, self.key_id, self.key = kind, key_id, key
+        self.attrs, self.sensitive, self.cert_der = attrs, sensitive, cert_der
 
     def __repr__(self) -> str:
         return f"P11Object({self.kind.name}, {self.key_id!r})"
