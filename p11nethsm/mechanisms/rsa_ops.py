@@ -40,10 +40,10 @@ def parse_oaep_params(param: bytes | None) -> tuple[Hash, Hash, bytes]:
         raise MechanismParamInvalid("CK_RSA_PKCS_OAEP_PARAMS required")
     p = CK_RSA_PKCS_OAEP_PARAMS.from_buffer_copy(param)
     h = HASHES.get(p.hashAlg)
-    if h is None or h.mgf is None:
+    if h is None or h.mgf is None or h.nethsm is None:  # SHA-3: no NetHSM mode, no OAEP in OpenSSL's RSA
         raise MechanismParamInvalid(f"OAEP hashAlg {p.hashAlg:#x} is not supported")
     mgf = HASH_BY_MGF.get(p.mgf)
-    if mgf is None:
+    if mgf is None or mgf.nethsm is None:
         raise MechanismParamInvalid(f"OAEP mgf {p.mgf:#x} is not supported")
     label = b""
     if p.source not in (0, CKZ.DATA_SPECIFIED):

@@ -30,9 +30,10 @@ from p11nethsm.mechanisms.digest import HASHES
 from p11nethsm.objects.model import key_from_json, objects_for_key
 
 H = {CKM.SHA_1: hashes.SHA1, CKM.SHA224: hashes.SHA224, CKM.SHA256: hashes.SHA256, CKM.SHA384: hashes.SHA384,
-     CKM.SHA512: hashes.SHA512}
+     CKM.SHA512: hashes.SHA512, CKM.SHA3_224: hashes.SHA3_224, CKM.SHA3_256: hashes.SHA3_256,
+     CKM.SHA3_384: hashes.SHA3_384, CKM.SHA3_512: hashes.SHA3_512}
 MGF = {CKM.SHA_1: CKG.MGF1_SHA1, CKM.SHA224: CKG.MGF1_SHA224, CKM.SHA256: CKG.MGF1_SHA256,
-       CKM.SHA384: CKG.MGF1_SHA384, CKM.SHA512: CKG.MGF1_SHA512}
+       CKM.SHA384: CKG.MGF1_SHA384, CKM.SHA512: CKG.MGF1_SHA512, CKM.SHA3_256: CKG.MGF1_SHA3_256}
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +139,9 @@ def test_base_operations_default_to_mechanism_invalid(env):
 # ---------------------------------------------------------------- RSA sign
 @pytest.mark.parametrize("ckm,h", [(CKM.SHA1_RSA_PKCS, CKM.SHA_1), (CKM.SHA224_RSA_PKCS, CKM.SHA224),
                                    (CKM.SHA256_RSA_PKCS, CKM.SHA256), (CKM.SHA384_RSA_PKCS, CKM.SHA384),
-                                   (CKM.SHA512_RSA_PKCS, CKM.SHA512)])
+                                   (CKM.SHA512_RSA_PKCS, CKM.SHA512),
+                                   (CKM.SHA3_224_RSA_PKCS, CKM.SHA3_224), (CKM.SHA3_256_RSA_PKCS, CKM.SHA3_256),
+                                   (CKM.SHA3_384_RSA_PKCS, CKM.SHA3_384), (CKM.SHA3_512_RSA_PKCS, CKM.SHA3_512)])
 def test_sha_rsa_pkcs_signatures_verify_with_openssl(env, ckm, h):
     data = os.urandom(1000)
     sig = sign(env, "rsa", ckm, data)
@@ -184,6 +187,32 @@ def test_pss_signatures_verify_with_openssl(env, h):
     sig = sign(env, "rsa", CKM.RSA_PKCS_PSS, d, pss(h))
     public(env, "rsa").verify(sig, data, padding.PSS(padding.MGF1(H[h]()), HASHES[h].size), H[h]())
     verify(env, "rsa", CKM.RSA_PKCS_PSS, d, sig, pss(h))
+
+
+def test_pss_with_sha3_is_refused_for_signing_and_verified_locally(env):
+    """The NetHSM has no PSS_SHA3 mode: signing says so before any NetHSM call; verifying is local."""
+    api = env[0]
+    calls = api.crypto_calls
+    digest = hashes.Hash(hashes.SHA3_256())
+    digest.update(b"m")
+    d = digest.finalize()
+    with pytest.raises(MechanismParamInvalid):
+        sign(env, "rsa", CKM.RSA_PKCS_PSS, d, pss(CKM.SHA3_256))
+    assert api.crypto_calls == calls
+    sig = api.keys["rsa"].key.private.sign(b"m", padding.PSS(padding.MGF1(hashes.SHA3_256()), 32), hashes.SHA3_256())
+    verify(env, "rsa", CKM.RSA_PKCS_PSS, d, sig, pss(CKM.SHA3_256))
+
+
+def test_oaep_with_sha3_is_mechanism_param_invalid(env):
+    """No NetHSM OAEP mode and no OAEP-SHA3 in OpenSSL's RSA (cryptography refuses it): refused
+    as an unsupported hashAlg/mgf, before any NetHSM call, as before SHA-3 was known."""
+    calls = env[0].crypto_calls
+    for param in (oaep(CKM.SHA3_256), oaep(CKM.SHA256, mgf=CKG.MGF1_SHA3_256)):
+        with pytest.raises(MechanismParamInvalid):
+            impl(CKM.RSA_PKCS_OAEP).decrypt_init(priv(env, "rsa"), param, env[2])
+        with pytest.raises(MechanismParamInvalid):
+            impl(CKM.RSA_PKCS_OAEP).encrypt_init(pub(env, "rsa"), param, env[2])
+    assert env[0].crypto_calls == calls
 
 
 @pytest.mark.parametrize("param", [
@@ -235,7 +264,9 @@ CURVES = {"EC_P256": (32, 32), "EC_P384": (48, 48), "EC_P521": (66, 64), "EC_P25
 @pytest.mark.parametrize("kid", sorted(CURVES))
 @pytest.mark.parametrize("ckm,h", [(CKM.ECDSA_SHA1, hashes.SHA1), (CKM.ECDSA_SHA224, hashes.SHA224),
                                    (CKM.ECDSA_SHA256, hashes.SHA256), (CKM.ECDSA_SHA384, hashes.SHA384),
-                                   (CKM.ECDSA_SHA512, hashes.SHA512)])
+                                   (CKM.ECDSA_SHA512, hashes.SHA512),
+                                   (CKM.ECDSA_SHA3_224, hashes.SHA3_224), (CKM.ECDSA_SHA3_256, hashes.SHA3_256),
+                                   (CKM.ECDSA_SHA3_384, hashes.SHA3_384), (CKM.ECDSA_SHA3_512, hashes.SHA3_512)])
 def test_ecdsa_sha_raw_signatures_verify_with_openssl(env, kid, ckm, h):
     field, _ = CURVES[kid]
     data = os.urandom(300)
@@ -404,7 +435,8 @@ def test_aes_errors_before_network(env):
 
 
 # ---------------------------------------------------------------- digests
-@pytest.mark.parametrize("ckm", [CKM.SHA_1, CKM.SHA224, CKM.SHA256, CKM.SHA384, CKM.SHA512])
+@pytest.mark.parametrize("ckm", [CKM.SHA_1, CKM.SHA224, CKM.SHA256, CKM.SHA384, CKM.SHA512, CKM.SHA3_224,
+                                 CKM.SHA3_256, CKM.SHA3_384, CKM.SHA3_512])
 def test_digests(ckm):
     ctx = impl(ckm).digest_init(None)
     assert ctx.out_len() == HASHES[ckm].size
