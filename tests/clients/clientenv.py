@@ -20,9 +20,6 @@ from nethsm_emulator.provision import RSA_MECHS, STANDARD_KEYS
 from nethsm_emulator.testing import start_emulator
 
 ROOT = Path(__file__).resolve().parents[2]
-import sys  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "tests" / "objects"))  # p11.py: the ctypes driver of dispatch.entry
 MODULE = ROOT / "p11nethsm" / "libnethsm_pkcs11.so"
 ADMIN = ("admin", "Administrator")
 OPERATOR = ("operator", "opPassphrase")

@@ -12,8 +12,7 @@ import ctypes
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from p11calls import SO, b, ul  # noqa: E402
+from tests.p11calls import SO, b, ul  # run as `python -m tests.clients.so_points` from the root
 
 from nethsm_emulator.provision import ADMIN, NetHSM  # noqa: E402
 from p11nethsm.ck.constants import CKA, CKK, CKM, CKO, CKR  # noqa: E402

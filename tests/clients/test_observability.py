@@ -203,27 +203,30 @@ def test_metrics_file_written_every_interval(hsm, tmp_path, monkeypatch):
     conf, _ = write_config(tmp_path, hsm, metrics=prom)
     script = tmp_path / "host.py"
     script.write_text(f"""
-import sys, time
-sys.path.insert(0, {os.path.join(ROOT, 'tests')!r})
-from p11calls import SO
+import sys
+from tests.p11calls import SO  # cwd: the repository root
 p = SO()
 p.ok("C_Initialize", None)
 s = p.open()
 print("ready", flush=True)
-time.sleep(3.5)
+sys.stdin.readline()  # until the test has seen the file rewritten
 p.ok("C_Finalize", None)
 """)
     env = dict(os.environ, P11NETHSM_CONFIG_FILE=conf)
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", script.read_text()], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert proc.stdout.readline().strip() == "ready"
         # C_OpenSession is counted in a file written after it, while the host still runs (a write
         # from before it, during a slow first connection, may be there first)
         want = 'p11nethsm_calls_total{function="C_OpenSession",ckr="CKR_OK"} 1'
-        deadline = time.monotonic() + 3
+        # The host waits for us: a file written only at C_Finalize would never show the count.
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not (prom.exists() and want in prom.read_text()):
             time.sleep(0.1)
-        assert prom.exists() and want in prom.read_text(), "not rewritten within the interval (1 s)"
+        assert prom.exists() and want in prom.read_text(), "not rewritten while the host runs"
         assert proc.poll() is None  # written by the interval thread, not at C_Finalize
+        proc.stdin.write("done\n")
+        proc.stdin.flush()
     finally:
         assert proc.wait(timeout=60) == 0

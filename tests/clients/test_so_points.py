@@ -65,7 +65,7 @@ def run(env, scenario: str, passwords: bool = True) -> str:
     d, hsm = env
     log = d / f"{scenario}.log"
     conf = _conf(d / f"{scenario}.conf", hsm, log, passwords)
-    r = subprocess.run([PY, str(HERE / "so_points.py"), scenario, hsm.url, hsm.fingerprint],
+    r = subprocess.run([PY, "-m", "tests.clients.so_points", scenario, hsm.url, hsm.fingerprint],
                        env=dict(os.environ, P11NETHSM_CONFIG_FILE=str(conf)), capture_output=True, text=True,
                        timeout=180, cwd=ROOT)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), \

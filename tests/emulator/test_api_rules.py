@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import Client
+from emuclient import Client
 
 from nethsm_emulator.testing import start_emulator
 

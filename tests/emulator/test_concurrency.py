@@ -5,7 +5,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import Client
+from emuclient import Client
 
 ADMIN, OP = ("admin", "Administrator"), ("operator", "opPassphrase")
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import b64
+from emuclient import b64
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 import urllib3
-from conftest import Client
+from emuclient import Client
 
 from nethsm_emulator.control import ControlClient
 

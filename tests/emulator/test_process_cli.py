@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 
-from conftest import Client
+from emuclient import Client
 
 from nethsm_emulator.testing import start_emulator, start_emulator_process
 

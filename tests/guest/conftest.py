@@ -9,9 +9,7 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from guestenv import HERE, MODULE, slot_yaml, write_config  # noqa: E402
+from guestenv import HERE, MODULE, slot_yaml, write_config
 
 from p11nethsm.ck.functions import FUNCTIONS  # noqa: E402
 

@@ -6,11 +6,10 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "security"))
 
-from secenv import MODULE, PY, slot_yaml, write_config  # noqa: E402
+from tests.security.secenv import MODULE, PY, ROOT, slot_yaml, write_config
 
-__all__ = ["HERE", "MODULE", "PY", "host_env", "slot_yaml", "write_config"]
+__all__ = ["HERE", "MODULE", "PY", "ROOT", "host_env", "slot_yaml", "write_config"]
 
 
 def host_env(conf: str, **extra) -> dict:

@@ -5,8 +5,7 @@ forks NFORKS children with os.fork at random intervals of 7.5-22.5 ms; each chil
 CKR_CRYPTOKI_NOT_INITIALIZED, then C_Initialize, log in, sign and finalize within 60 s.
 """
 import os, sys, threading, time, random, signal
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "security"))
-from sodriver import SO
+from tests.security.sodriver import SO  # run as `python -m tests.guest.py_fork_host` from the root
 from p11nethsm.ck.constants import CKM
 so = SO(sys.argv[1])
 nforks = int(sys.argv[2])

@@ -5,8 +5,7 @@ import ctypes
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "security"))
-from sodriver import SO  # noqa: E402
+from tests.security.sodriver import SO  # run as `python -m tests.guest.py_stall_host` from the root
 
 so = SO(sys.argv[1])
 so.ok("C_Initialize", None)

@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 
-from guestenv import MODULE, PY, host_env
+from guestenv import MODULE, PY, ROOT, host_env
 
 # 10 rounds = 100 forks by default; `make test` runs 3 in the other CPython minors (MATRIX_ENV)
 ROUNDS = int(os.environ.get("P11NETHSM_FORK_ROUNDS", "10"))
@@ -53,11 +53,10 @@ def test_python_host_os_fork_under_load_never_deadlocks(hsm_config):
     """The same in a Python host (host mode: the shim has no pthread_atfork handlers there; the
     wait runs as an os.register_at_fork hook), 5 fresh processes x 10 forks by default."""
     conf, log = hsm_config
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "py_fork_host.py")
     totals = [0, 0, 0, 0]
     for _ in range(PY_ROUNDS):
-        r = subprocess.run([PY, script, MODULE, "10"], env=host_env(conf), capture_output=True, text=True,
-                           timeout=300)
+        r = subprocess.run([PY, "-m", "tests.guest.py_fork_host", MODULE, "10"], env=host_env(conf),
+                           capture_output=True, text=True, timeout=300, cwd=ROOT)
         m = re.search(r"RESULT forks=(\d+) ok=(\d+) hung=(\d+) failed=(\d+) thread_failures=(\d+)", r.stdout)
         assert m, r.stdout + r.stderr[-3000:]
         totals = [a + int(b) for a, b in zip(totals, m.groups()[:4])]
@@ -69,17 +68,15 @@ def test_python_host_os_fork_under_load_never_deadlocks(hsm_config):
 
 
 ORPHAN_IMPORT = r"""
-import os, sys, threading, time, signal
-sys.path.insert(0, sys.argv[1])
+import os, sys, threading, signal
 import p11nethsm.forksafe as forksafe
 forksafe.WAIT_SECONDS = 0.2          # the parent's wait gives up: the import below outlasts it
 os.environ["SLOW_PARENT"] = str(os.getpid())
-started = threading.Event()
+INSIDE = threading.Event()           # set by slowmod itself, in the parent, while it is being run
 def importer():
-    started.set()
     import slowmod                    # holds slowmod's module lock for 3 s in the parent
 threading.Thread(target=importer, daemon=True).start()
-started.wait(); time.sleep(0.3)
+assert INSIDE.wait(30)
 pid = os.fork()
 if pid == 0:
     signal.alarm(10)
@@ -96,10 +93,11 @@ def test_child_reimports_a_module_whose_import_was_running_in_another_thread(tmp
     and the half-run module and imports it afresh (forksafe._after_fork_child), instead of
     waiting forever."""
     (tmp_path / "slowmod.py").write_text(
-        "import os, time\n"
+        "import os, sys, time\n"
         "if os.environ.get('SLOW_PARENT') == str(os.getpid()):\n"
+        "    sys.modules['__main__'].INSIDE.set()\n"
         "    time.sleep(3)\n"
         "VALUE = 42\n")
-    r = subprocess.run([PY, "-c", ORPHAN_IMPORT, str(tmp_path)], capture_output=True, text=True,
-                       timeout=60)
+    # run in tmp_path: `python -c` puts the working directory (slowmod's) on the import path
+    r = subprocess.run([PY, "-c", ORPHAN_IMPORT], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.stdout.strip().endswith("child ok"), r.stdout + r.stderr

@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from guestenv import MODULE, PY, host_env
+from guestenv import MODULE, PY, ROOT, host_env
 from guestenv import write_config
 
 from shutil import which
@@ -121,9 +121,8 @@ def test_ctrl_c_in_a_python_host_is_the_hosts_keyboardinterrupt(stalled_config):
     the module's code during the stalled call is handed back to the host, which ends with its own
     KeyboardInterrupt; the module prints nothing and does not turn it into CKR_GENERAL_ERROR."""
     conf, peer = stalled_config
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "py_stall_host.py")
-    p = subprocess.Popen([PY, script, MODULE], env=host_env(conf), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([PY, "-m", "tests.guest.py_stall_host", MODULE], env=host_env(conf),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert peer.accepted.wait(30), "the module never connected to the stalling peer"
         assert peer.hello.wait(30), "the module sent nothing to the stalling peer"

@@ -1,24 +1,10 @@
 """Host programs loading the built module against one in-process emulator (p256key, rsakey)."""
 
 import os
-import shutil
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "security"))
-
-from secenv import MODULE, slot_yaml, write_config  # noqa: E402
-
-LABEL = "HostsHSM"
-
-
-def need(*tools):
-    if not os.path.exists(MODULE):
-        pytest.skip(f"{MODULE} not built (make build)")
-    for t in tools:
-        if shutil.which(t) is None:
-            pytest.skip(f"{t} not installed")
+from hostenv import LABEL, need, slot_yaml, write_config
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ import json
 import shutil
 import subprocess
 
-from conftest import need
-from secenv import MODULE
+from hostenv import need
+from hostenv import MODULE
 
 
 def test_keygen_succeeds_when_reading_the_new_key_back_fails_once(hosts_hsm):

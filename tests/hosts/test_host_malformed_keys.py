@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from conftest import need
-from secenv import MODULE
+from hostenv import need
+from hostenv import MODULE
 
 BAD = [{"id": ""}, {"key": "x"}, "p256key", {"id": 7}, {"id": "p256key"}]
 

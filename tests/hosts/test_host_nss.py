@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import need
-from secenv import MODULE, slot_yaml, write_config
+from hostenv import need
+from hostenv import MODULE, slot_yaml, write_config
 
 LABEL = "NssHSM"
 

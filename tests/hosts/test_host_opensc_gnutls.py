@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 import subprocess
 
-from conftest import LABEL, need
-from secenv import MODULE
+from hostenv import LABEL, need
+from hostenv import MODULE
 
 
 def test_pkcs11_tool_test_fork_passes(hosts_hsm):

@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from conftest import LABEL, need
-from secenv import MODULE
+from hostenv import LABEL, need
+from hostenv import MODULE
 
 CLIENT = "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
 

@@ -6,24 +6,24 @@ from __future__ import annotations
 
 import subprocess
 
-from secenv import MODULE, PY, ROOT
+from hostenv import MODULE, PY, ROOT
 
 SCRIPT = r"""
 import os, sys, tempfile, threading, time
-sys.path.insert(0, os.path.join(sys.argv[2], "tests"))
-from p11calls import SO
+from tests.p11calls import SO  # run with cwd = the repository root
 so = SO(sys.argv[1])
 assert so("C_Initialize", None) == 0
-d = tempfile.mkdtemp()
-sys.path.insert(0, d)
+d = os.environ["SLOW_MODULES"]  # on the host's import path (PYTHONPATH): its slow modules
+ENTERED = threading.Event()
 hung = 0
 for i in range(5):
     name = f"slow_import_{i}"
     with open(os.path.join(d, name + ".py"), "w") as fh:
-        fh.write("import time\ntime.sleep(0.4)\nVALUE = 1\n")
+        fh.write("import sys, time\nsys.modules['__main__'].ENTERED.set()\ntime.sleep(0.4)\nVALUE = 1\n")
+    ENTERED.clear()
     t = threading.Thread(target=__import__, args=(name,))
     t.start()
-    time.sleep(0.1)  # the thread is inside the import now
+    assert ENTERED.wait(30)  # the thread is inside the import now, holding its module lock
     pid = os.fork()
     if pid == 0:
         __import__(name)  # hangs on the inherited module lock if fork did not wait
@@ -42,7 +42,8 @@ print("hung", hung)
 """
 
 
-def test_fork_while_another_thread_imports_does_not_hang_the_child(hosts_hsm):
-    out = subprocess.run([PY, "-c", SCRIPT, MODULE, ROOT], capture_output=True, text=True, timeout=120,
-                         env=hosts_hsm["env"])
+def test_fork_while_another_thread_imports_does_not_hang_the_child(hosts_hsm, tmp_path):
+    env = dict(hosts_hsm["env"], SLOW_MODULES=str(tmp_path), PYTHONPATH=str(tmp_path))
+    out = subprocess.run([PY, "-c", SCRIPT, MODULE], capture_output=True, text=True, timeout=120,
+                         env=env, cwd=ROOT)
     assert out.stdout.strip().endswith("hung 0"), out.stdout + out.stderr

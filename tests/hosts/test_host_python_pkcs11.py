@@ -17,8 +17,8 @@ import sys
 
 import pytest
 
-from conftest import LABEL
-from secenv import MODULE, PY, ROOT
+from hostenv import LABEL
+from hostenv import MODULE, PY, ROOT
 
 SCRIPT = r"""
 import sys, threading

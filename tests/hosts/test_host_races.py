@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from conftest import need
+from hostenv import need
 from p11nethsm.ck.functions import FUNCTIONS
-from secenv import MODULE
+from hostenv import MODULE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

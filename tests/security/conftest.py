@@ -3,9 +3,7 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from secenv import MODULE  # noqa: E402
+from secenv import MODULE
 
 
 @pytest.fixture(autouse=True)

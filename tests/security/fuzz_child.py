@@ -28,8 +28,7 @@ import struct
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sodriver import SO, CKR_NAMES  # noqa: E402
+from tests.security.sodriver import SO, CKR_NAMES  # run as `python -m tests.security.fuzz_child`
 
 from p11nethsm.ck.constants import CKA, CKM, CKO, CKR, CKU  # noqa: E402
 from p11nethsm.ck.functions import BYTE_TYPES, FUNCTIONS, INDEX, ULONG_TYPES  # noqa: E402

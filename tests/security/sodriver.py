@@ -13,10 +13,8 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-for _path in (ROOT, os.path.join(ROOT, "tests")):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
 
-from p11calls import CKR_NAMES, MODULE, SO  # noqa: E402
+from tests.p11calls import CKR_NAMES, MODULE, SO  # the repository root is on sys.path (pytest's
+# pythonpath, or `python -c`/`-m` run with cwd = the root)
 
 __all__ = ["CKR_NAMES", "MODULE", "ROOT", "SO"]

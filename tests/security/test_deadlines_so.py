@@ -24,10 +24,9 @@ from nethsm_emulator.testing import start_emulator
 from secenv import PY, ROOT, write_config
 from test_network_garbage_so import Proxy
 
-sys.path.insert(0, os.path.join(ROOT, "tests", "net"))
-from certs import make_cert  # noqa: E402
+from tests.net.certs import make_cert
 
-from p11nethsm.net.pool import MAX_BODY  # noqa: E402
+from p11nethsm.net.pool import MAX_BODY
 
 class DripProxy(Proxy):
     """The garbage test's proxy; the rule's answer is a misbehaviour acting on the handler."""
@@ -77,8 +76,7 @@ MISBEHAVIOURS = {
 
 CHILD = r"""
 import ctypes, sys, time
-sys.path.insert(0, "tests/security")
-from sodriver import SO, CKR_NAMES
+from tests.security.sodriver import SO, CKR_NAMES
 from p11nethsm.ck.constants import CKM
 so = SO()
 so.ok("C_Initialize", None)

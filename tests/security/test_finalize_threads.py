@@ -16,8 +16,7 @@ from secenv import free_port, run_py, write_config
 
 SCRIPT = r"""
 import _ctypes, ctypes, os, sys, threading, time
-sys.path.insert(0, "tests/security")
-from sodriver import SO, CKR_NAMES
+from tests.security.sodriver import SO, CKR_NAMES
 from p11nethsm.ck.constants import CKM
 
 def tasks():

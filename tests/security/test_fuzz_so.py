@@ -45,7 +45,7 @@ def test_fuzz_every_function_through_the_so(fuzz_hsm, tmp_path):
     out = tmp_path / "fuzz.json"
     t0 = time.monotonic()
     try:
-        r = subprocess.run([PY, os.path.join(HERE, "fuzz_child.py"), conf, str(SEED), str(N_RANDOM), str(N_HYP),
+        r = subprocess.run([PY, "-m", "tests.security.fuzz_child", conf, str(SEED), str(N_RANDOM), str(N_HYP),
                             str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT,
                            env=dict(os.environ, P11NETHSM_CONFIG_FILE=conf))
     except subprocess.TimeoutExpired as exc:

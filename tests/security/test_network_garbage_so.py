@@ -27,9 +27,8 @@ from nethsm_emulator.testing import start_emulator
 
 from secenv import PY, ROOT, write_config
 
-sys.path.insert(0, os.path.join(ROOT, "tests", "net"))
-from certs import make_cert  # noqa: E402
-from stub_server import StubServer  # noqa: E402
+from tests.net.certs import make_cert
+from tests.net.stub_server import StubServer
 
 from p11nethsm.net.pool import MAX_BODY  # noqa: E402
 
@@ -48,8 +47,7 @@ GARBAGE = {
 
 CHILD = r"""
 import ctypes, sys
-sys.path.insert(0, "tests/security")
-from sodriver import SO, CKR_NAMES
+from tests.security.sodriver import SO, CKR_NAMES
 from p11nethsm.ck.constants import CKA, CKM, CKO
 so = SO()
 s = key = None

@@ -10,8 +10,7 @@ from secenv import run_py, slot_yaml, write_config
 
 SCRIPT = r"""
 import ctypes, sys, time
-sys.path.insert(0, "tests/security")
-from sodriver import SO
+from tests.security.sodriver import SO
 from p11nethsm.ck.constants import CKM, CKR
 from nethsm_emulator.control import ControlClient
 

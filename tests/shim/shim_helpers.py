@@ -24,10 +24,7 @@ LIBSHIM = os.path.join(REPO, "libshim")
 HERE = os.path.dirname(os.path.abspath(__file__))
 MINOR = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
-sys.path.insert(0, LIBSHIM)
-import gen  # noqa: E402
-
-sys.path.pop(0)
+from libshim import gen  # noqa: E402  (the build's own function table)
 
 TABLE = gen.load_table()
 

@@ -169,7 +169,7 @@ def run(duration: float, threads: int, seed: int, keep: bool, fork_every: float)
         write_config(conf, hsm, log)
         env = dict(os.environ, P11NETHSM_CONFIG_FILE=conf)
         quiet = max(6.0, 0.1 * duration)  # the last seconds run without faults: pending keys settle
-        cmd = [sys.executable, os.path.join(HERE, "soak_host.py"), "--duration", str(duration),
+        cmd = [sys.executable, "-m", "tests.soak.soak_host", "--duration", str(duration),
                "--threads", str(threads), "--deadline", str(DEADLINE), "--fork-every", str(fork_every),
                "--rsa-pem", rsa_pem, "--cert-der", cert, "--out", out, "--seed", str(seed)]
         host = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)

@@ -23,9 +23,7 @@ import threading
 import time
 from collections import Counter
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from p11calls import MODULE, SO, Calls, b, ul  # noqa: E402
+from tests.p11calls import MODULE, SO, Calls, b, ul  # noqa: E402  (run with -m from the root)
 
 from p11nethsm.ck.constants import CKA, CKC, CKK, CKM, CKO, CKR, CKU  # noqa: E402
 
