@@ -251,7 +251,7 @@ _ = (resource, time)
 
 
 def test_danger_insecure_cert_is_warned_about_at_c_initialize(call, write_config, monkeypatch, capfd):
-    """pkcs11-setup.txt: skipping certificate checks is logged at start, before any connection."""
+    """README, configuration reference (`danger_insecure_cert`): skipping certificate checks is logged at start, before any connection."""
     monkeypatch.setenv("P11NETHSM_CONFIG_FILE", write_config(
         "log_file: '-'\n" + BOTH_USERS_NO_PASSWORDS.replace(
             "url: https://127.0.0.1:1/api/v1", "url: https://127.0.0.1:1/api/v1\n        danger_insecure_cert: true")))
