@@ -17,8 +17,9 @@ from p11nethsm.ck.errors import (
     UserAnotherAlreadyLoggedIn,
     UserNotLoggedIn,
 )
-from p11nethsm.state.login import LoginChart, Role, TokenLogin
-from p11nethsm.state.operation import Operation, OperationChart, OperationMachine, OpKind
+from p11nethsm.state.login import LoginChart, TokenLogin
+from p11nethsm.state.operation import Operation, OperationChart, OperationMachine
+from p11nethsm.values import OpKind, Role
 from p11nethsm.state.token import TokenPresence
 
 PIN = "0123456789"
