@@ -238,10 +238,10 @@ def test_measure_initialize_cost(host_bin, shim_so, overlay_venv):
         runs.append(r.results)
     best = min(runs, key=lambda x: float(x["init_ms"]))
     print("C_Initialize (fresh process), best of 5:", best)
-    assert float(best["load_ms"]) < 5 and int(best["load_rss_kb"]) < 2048
+    assert int(best["load_rss_kb"]) < 2048
     assert int(best["init_rss_kb"]) <= 25 * 1024, f"C_Initialize grew RSS by {best['init_rss_kb']} kB (> 25 MB)"
-    if os.environ.get("P11NETHSM_SHIM_STRICT_TIMING") == "1":
-        assert float(best["init_ms"]) <= 50, best
+    if os.environ.get("P11NETHSM_SHIM_STRICT_TIMING") == "1":  # wall time: opt-in, never by default
+        assert float(best["load_ms"]) < 5 and float(best["init_ms"]) <= 50, best
 
 
 def test_measure_getinfo_throughput(host_bin, shim_so, overlay_venv):
