@@ -9,9 +9,10 @@ One skeleton for every call (style-anchors §5.2):
 - before C_Initialize / after C_Finalize, everything but C_Initialize → CKR_CRYPTOKI_NOT_INITIALIZED;
 - a forwarded function without a handler → CKR_FUNCTION_NOT_SUPPORTED; a handler's chapter module
   (p11nethsm.handlers) is imported at the first call of one of its functions;
-- CKRError → its rv; NetHSMError → ckr_for(exc) plus a log line naming instance/method/path/status;
-  412 (PreconditionFailed) → CKR_DEVICE_REMOVED on an open session, else CKR_TOKEN_NOT_PRESENT,
-  and the slot's token-presence machine learns the token is gone;
+- whether a call may run is the module lifecycle's answer (p11nethsm.state.lifecycle: one
+  compare per call);
+- CKRError → its rv; NetHSMError → what the domain says it means (p11nethsm.handlers.failures:
+  the CKR, a log line, and for a 412 the token's absence);
 - anything else → traceback in the log, CKR_GENERAL_ERROR (never kill the host);
 - with Debug on, the call runs in a call context (p11nethsm.calllog: call id, slot, session, on
   every line it causes) and ends with one line naming the function, its arguments (mechanism and
@@ -32,14 +33,16 @@ from p11nethsm.log import logger
 
 from p11nethsm import calllog, logflags
 
-from p11nethsm.api.errors import NetHSMError, PreconditionFailed, ckr_for
+from p11nethsm.api.errors import NetHSMError
 from p11nethsm.ck.constants import CKR
 from p11nethsm.ck.errors import CKRError, FunctionNotSupported
 from p11nethsm.ck.functions import FUNCTIONS, INDEX
-from p11nethsm import handlers
+from p11nethsm import handlers, library
 from p11nethsm import forksafe  # noqa: F401  (registers the wait before a Python host's os.fork)
+from p11nethsm.handlers import failures, handler  # noqa: F401  (handler: the name tests use)
+from p11nethsm.state.lifecycle import INITIALIZED
 
-__all__ = ["entry", "handler", "is_ready", "registered"]
+__all__ = ["entry", "is_ready", "registered"]
 
 _C_INITIALIZE = INDEX["C_Initialize"]
 _C_OPEN_SESSION = INDEX["C_OpenSession"]
@@ -53,13 +56,16 @@ _OK = 0
 _NOT_INITIALIZED = int(CKR.CRYPTOKI_NOT_INITIALIZED)
 _GENERAL_ERROR = int(CKR.GENERAL_ERROR)
 
-_ready = False  # set by the C_Initialize / C_Finalize handlers through mark_ready()
+_LIFECYCLE = library.LIFECYCLE  # `_LIFECYCLE.state_id is INITIALIZED`: may a call run
 _metrics = None  # p11nethsm.metrics.Metrics while metrics_file is configured (set_metrics)
 
 
 def set_metrics(m) -> None:
     global _metrics
     _metrics = m
+
+
+handlers.HOOKS.set_metrics = set_metrics
 
 
 def _make_not_supported(name: str) -> Callable[..., None]:
@@ -86,7 +92,7 @@ def _load_chapter(chapter: str) -> list[Callable[..., None]]:
     """Import `chapter` and put its handlers in the table (not supported if it failed); the table."""
     module = handlers.load(chapter)
     for name in handlers.CHAPTERS[chapter]:
-        fn = getattr(module, name, None)
+        fn = handlers.REGISTERED.get(name) if module is not None else None
         _handlers[INDEX[name]] = fn if fn is not None else _make_not_supported(name)
     return _handlers
 
@@ -96,22 +102,6 @@ for _chapter, _names in handlers.CHAPTERS.items():
     for _name in _names:
         _handlers[INDEX[_name]] = _make_loader(_name, _chapter)
 del _chapter, _names, _name
-
-
-def handler(fn: Callable[..., None]) -> Callable[..., None]:
-    """Register `fn` as the handler of the C function it is named after."""
-    try:
-        index = INDEX[fn.__name__]
-    except KeyError:
-        raise ValueError(f"@handler: {fn.__name__} is not a PKCS#11 function") from None
-    if not FUNCTIONS[index].forwarded:
-        raise ValueError(f"@handler: {fn.__name__} is answered by the shim, never forwarded")
-    nargs = len(FUNCTIONS[index].args)
-    code = getattr(fn, "__code__", None)
-    if code is not None and code.co_argcount != nargs and not code.co_flags & 0x04:
-        raise ValueError(f"@handler: {fn.__name__} takes {code.co_argcount} args, the table has {nargs}")
-    _handlers[index] = fn
-    return fn
 
 
 def registered(name: str) -> bool:
@@ -124,20 +114,15 @@ def registered(name: str) -> bool:
 
 
 def is_ready() -> bool:
-    return _ready
-
-
-def mark_ready(ready: bool) -> None:
-    """Called by C_Initialize (True) and C_Finalize / the fork child (False)."""
-    global _ready
-    _ready = ready
+    """Whether calls may run: the module lifecycle is `initialized`."""
+    return _LIFECYCLE.state_id is INITIALIZED
 
 
 def entry(index: int, *args: int) -> int:
     """Run the handler of FUNCTIONS[index] on the raw args; return the CK_RV."""
     if logflags.DEBUG or _metrics is not None:
         return _entry_logged(index, args)
-    if not _ready and index != _C_INITIALIZE:
+    if _LIFECYCLE.state_id is not INITIALIZED and index != _C_INITIALIZE:
         return _NOT_INITIALIZED
     try:
         _handlers[index](*args)
@@ -151,7 +136,7 @@ def entry(index: int, *args: int) -> int:
 
 
 def _unexpected(index: int) -> int:
-    if not _ready:  # C_Finalize tore the module down under this call: not a module error
+    if _LIFECYCLE.state_id is not INITIALIZED:  # C_Finalize tore the module down under this call: not a module error
         return _NOT_INITIALIZED
     logger.exception("{}: unexpected error, returning CKR_GENERAL_ERROR", _NAMES[index])
     return _GENERAL_ERROR
@@ -168,7 +153,7 @@ def _entry_logged(index: int, args: tuple[int, ...]) -> int:
         ctx = None
     exc_seen: BaseException | None = None
     try:
-        if not _ready and index != _C_INITIALIZE:
+        if _LIFECYCLE.state_id is not INITIALIZED and index != _C_INITIALIZE:
             rv = _NOT_INITIALIZED
         else:
             try:
@@ -198,8 +183,6 @@ def _target_ids(index: int, args: tuple[int, ...]) -> tuple[int | None, int | No
     if not args:
         return None, None
     if _HAS_SESSION[index]:
-        from p11nethsm import library
-
         lib = library.current()
         session = lib.sessions.get(args[0]) if lib is not None else None
         return (session.slot.slot_id if session is not None else None), args[0]
@@ -209,35 +192,8 @@ def _target_ids(index: int, args: tuple[int, ...]) -> tuple[int | None, int | No
 
 
 def _nethsm_error(index: int, args: tuple[int, ...], exc: NetHSMError) -> int:
-    name = _NAMES[index]
-    if isinstance(exc, PreconditionFailed):
-        session, slot = _call_target(index, args)
-        if slot is not None:
-            try:
-                slot.token.mark_absent(f"{name}: {exc.describe()}")
-            except Exception:
-                logger.exception("{}: could not mark the token absent", name)
-        rv = CKR.DEVICE_REMOVED if session is not None else CKR.TOKEN_NOT_PRESENT
-        logger.warning("{}: NetHSM not operational ({}) -> {}", name, exc.describe(), _CKR_NAMES[rv])
-        return int(rv)
-    rv = ckr_for(exc)
-    logger.warning("{}: NetHSM error {} -> {}", name, exc.describe(), _CKR_NAMES.get(int(rv), hex(rv)))
-    return int(rv)
-
-
-def _call_target(index: int, args: tuple[int, ...]):
-    """(open session or None, slot or None) named by the call's first argument."""
-    from p11nethsm import library
-
-    lib = library.current()
-    if lib is None or not args:
-        return None, None
-    if _HAS_SESSION[index]:
-        session = lib.sessions.get(args[0])
-        return session, (session.slot if session is not None else None)
-    if _HAS_SLOT[index]:
-        return None, lib.slots_by_id.get(args[0])
-    return None, None
+    target = (args[0] if args and _HAS_SLOT[index] else None, args[0] if args and _HAS_SESSION[index] else None)
+    return failures.nethsm_error(_NAMES[index], target, exc)
 
 
 def _log_call(index: int, args: tuple[int, ...], rv: int, exc: BaseException | None, ctx) -> None:
@@ -256,12 +212,9 @@ def _log_call(index: int, args: tuple[int, ...], rv: int, exc: BaseException | N
 def _after_fork_in_child() -> None:
     """A forked child starts uninitialized: drop sessions, pools and slots without closing the
     parent's connections (closing a TLS socket here would write on the parent's stream)."""
-    global _ready, _metrics
-    _ready = False
+    global _metrics
     _metrics = None
     try:
-        from p11nethsm import library
-
         library.drop_in_child()
         metrics = sys.modules.get("p11nethsm.metrics")
         if metrics is not None:

@@ -66,7 +66,7 @@ def prepare() -> None:
     their "after" hook would run without their "before" hook (Python snapshots the list):
     concurrent.futures would release a lock it never took."""
     if not C_HANDLERS:
-        import concurrent.futures.thread  # noqa: F401  (the key enumeration's thread pool)
+        import concurrent.futures.thread  # noqa: F401  # lazy: only in a Python host (the key enumeration's thread pool)
 
 
 def _before_fork() -> None:

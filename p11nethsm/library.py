@@ -4,7 +4,11 @@
 raises CryptokiNotInitialized. Slot ids are 0..n-1 in config order; session handles count up from 1
 for the life of the process (a handle is never reused after C_Finalize/C_Initialize).
 
-Credentials (pkcs11-setup.txt "Users"): a slot has an operator and/or an administrator. With both
+The module's lifecycle (uninitialized / initialized / finalizing / forked) is the machine
+`LIFECYCLE` (p11nethsm.state.lifecycle): the dispatcher and C_Initialize / C_Finalize ask it;
+`_library` only holds the object.
+
+Credentials (README, configuration reference: users): a slot has an operator and/or an administrator. With both
 configured, the operator is used by default and the administrator only for calls that need it,
 whatever user the application logged in as. A user's password comes from the config (plain or
 `env:`), or from C_Login of the matching user type (CKU_USER = operator, CKU_SO = administrator).
@@ -19,34 +23,33 @@ import threading
 
 from p11nethsm.log import logger
 
-from p11nethsm.ck.constants import CKS
 from p11nethsm.ck.errors import (
     CryptokiNotInitialized,
     SessionHandleInvalid,
-    SessionReadOnly,
     SlotIdInvalid,
     UserNotLoggedIn,
 )
 from p11nethsm.config.model import Config, SlotConfig, UserConfig
-from p11nethsm.values import OpKind, Role
+from p11nethsm.presence import Presence, explain
+from p11nethsm.sessions import Session
+from p11nethsm.state.lifecycle import INITIALIZED, Lifecycle
+from p11nethsm.state.login import TokenLogin
+from p11nethsm.values import Role
 
 # typing.TYPE_CHECKING without importing typing (start-up time); type checkers know the idiom.
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # imported lazily at first use, so that C_Initialize stays light
+if TYPE_CHECKING:
     from typing import Any
 
     from p11nethsm.api.client import Credentials, NetHSM
-    from p11nethsm.state.login import TokenLogin
-    from p11nethsm.state.operation import Operation
-    from p11nethsm.state.token import TokenPresence
 
 __all__ = [
     "Library", "Slot", "Session", "get_library", "current", "initialize",
     "finalize", "drop_in_child",
 ]
 
-_library: Library | None = None
-_init_lock = threading.Lock()
+LIFECYCLE = Lifecycle("module")
+_library: Library | None = None  # the object; whether it may be used is LIFECYCLE's to say
 _handles = itertools.count(1)  # process-wide: a handle from before C_Finalize stays invalid
 
 # Builds a slot's api: (SlotConfig, threads=bool) -> NetHSM. None: p11nethsm.api.client.NetHSM.
@@ -65,6 +68,19 @@ def current() -> Library | None:
     return _library
 
 
+class Wiring:
+    """How a slot builds its HTTP client, credentials and object store. Filled in by
+    p11nethsm.handlers.wiring, which the chapters that reach a slot import: the client
+    (urllib3) and the store (cryptography) are not imported by C_Initialize."""
+
+    api = None          # (SlotConfig, threads=bool) -> NetHSM
+    credentials = None  # (username, password) -> Credentials
+    store = None        # (Slot) -> ObjectStore
+
+
+WIRING = Wiring()
+
+
 class Slot:
     def __init__(self, library: Library, slot_id: int, config: SlotConfig):
         self.library = library
@@ -75,85 +91,61 @@ class Slot:
         self._api: NetHSM | None = None
         self._creds_cache: dict = {}  # (username, password) -> Credentials
         self._objects: Any = None
-        self._token: TokenPresence | None = None
+        self._token: Presence | None = None
         self._login: TokenLogin | None = None
-        self.cache: dict[str, Any] = {}
+        self.cache: dict[str, Any] = {}  # /info and /system/info answers (slot_token handlers)
         # config is frozen: precomputed for the per-call paths
         self._default_role = Role.OPERATOR if config.operator is not None else Role.ADMINISTRATOR
         default_user = config.operator if config.operator is not None else config.administrator
-        self._default_pw = default_user is not None and default_user.has_password  # /info and /system/info answers (slot_token handlers)
+        self._default_pw = default_user is not None and default_user.has_password
 
-    # -- lazily built collaborators -------------------------------------------------------------
-    # (python-statemachine, the HTTP client and the object store are imported on first use)
+    # -- lazily built collaborators (a machine's first build imports python-statemachine) -------
+    def _built(self, attr: str, build, *, io: bool = False):
+        """self.<attr>, built once under the slot lock (`io`: not after C_Finalize)."""
+        with self._lock:
+            value = getattr(self, attr)
+            if value is None:
+                if io and self.library.finalized.is_set():  # a call still running after C_Finalize
+                    raise CryptokiNotInitialized("C_Finalize ran during the call")
+                value = build()
+                setattr(self, attr, value)
+            return value
+
     @property
-    def token(self) -> TokenPresence:
+    def token(self) -> Presence:
         token = self._token
         if token is None:
-            with self._lock:
-                if self._token is None:
-                    from p11nethsm.state.token import TokenPresence
-
-                    self._token = TokenPresence(f"token[{self.slot_id}]", self._health_state,
-                                                self._explain_state)
-                token = self._token
+            token = self._built("_token", lambda: Presence(
+                f"token[{self.slot_id}]", self._health_state, self._explain_state))
         return token
 
     @property
     def login(self) -> TokenLogin:
         login = self._login
         if login is None:
-            with self._lock:
-                if self._login is None:
-                    from p11nethsm.state.login import TokenLogin
-
-                    self._login = TokenLogin(f"login[{self.slot_id}]")
-                login = self._login
+            login = self._built("_login", lambda: TokenLogin(f"login[{self.slot_id}]"))
         return login
 
     @property
     def api(self) -> NetHSM:
         api = self._api
         if api is None:
-            with self._lock:
-                if self.library.finalized.is_set():  # a call still running after C_Finalize
-                    raise CryptokiNotInitialized("C_Finalize ran during the call")
-                if self._api is None:
-                    factory = api_factory
-                    if factory is None:
-                        from p11nethsm.api.client import NetHSM as factory
-                    self._api = factory(self.config, threads=self.library.threads_allowed)
-                api = self._api
+            factory = api_factory or WIRING.api
+            api = self._built("_api", lambda: factory(self.config, threads=self.library.threads_allowed), io=True)
         return api
 
     @property
     def objects(self):
         store = self._objects
         if store is None:
-            with self._lock:
-                if self.library.finalized.is_set():
-                    raise CryptokiNotInitialized("C_Finalize ran during the call")
-                if self._objects is None:
-                    from p11nethsm.objects.store import ObjectStore
-
-                    self._objects = ObjectStore(self)
-                store = self._objects
+            store = self._built("_objects", lambda: WIRING.store(self), io=True)
         return store
 
     def _health_state(self) -> str:
         return self.api.health_state()
 
     def _explain_state(self, state: str) -> str:
-        """What to do about a non-Operational NetHSM; for Failed, with its /health/diagnose."""
-        from p11nethsm.api import firmware
-        from p11nethsm.api.errors import NetHSMError
-
-        diagnosis = None
-        if state == "Failed":
-            try:
-                diagnosis = firmware.diagnosis_text(self.api.diagnose()) or "GET /health/diagnose gave no message"
-            except NetHSMError as exc:
-                diagnosis = f"GET /health/diagnose failed: {exc.describe()}"
-        return firmware.advice(state, diagnosis)
+        return explain(self.api, state)
 
     def token_present(self, max_age: float = 1.0) -> bool:
         """Present iff the cluster answered Operational (cached for `max_age` seconds)."""
@@ -212,11 +204,9 @@ class Slot:
         key = (username, password)
         creds = self._creds_cache.get(key)
         if creds is None:
-            from p11nethsm.api.client import Credentials
-
             if len(self._creds_cache) >= 8:  # old PINs do not accumulate
                 self._creds_cache = {}
-            creds = self._creds_cache[key] = Credentials(username, password)
+            creds = self._creds_cache[key] = WIRING.credentials(username, password)
         return creds
 
     def default_password_configured(self) -> bool:
@@ -239,64 +229,6 @@ class Slot:
                     close()
                 except Exception:
                     logger.exception("{}: error while closing {}", self.name, type(thing).__name__)
-
-
-class Session:
-    __slots__ = ("handle", "slot", "rw", "flags", "_ops", "__weakref__")
-
-    def __init__(self, handle: int, slot: Slot, rw: bool, flags: int):
-        self.handle = handle
-        self.slot = slot
-        self.rw = rw
-        self.flags = flags
-        self._ops: dict[OpKind, Operation] = {}
-
-    @property
-    def state(self) -> CKS:
-        """CK_STATE per spec §6.7, from the token's login state and the session's R/W flag.
-
-        Not logged in but the default user's password is configured: the session is already
-        usable as that user, so it reports USER functions (operator) or, for an
-        administrator-only slot, SO functions on R/W sessions (as the vendor module; OpenDNSSEC
-        checks for it)."""
-        slot = self.slot
-        login = slot._login
-        role = login.role if login is not None else None
-        if role is None and slot._default_pw:
-            role = slot._default_role
-            if role is Role.ADMINISTRATOR and not self.rw:
-                role = None
-        if role is Role.OPERATOR:
-            return CKS.RW_USER_FUNCTIONS if self.rw else CKS.RO_USER_FUNCTIONS
-        if role is Role.ADMINISTRATOR:
-            return CKS.RW_SO_FUNCTIONS
-        return CKS.RW_PUBLIC_SESSION if self.rw else CKS.RO_PUBLIC_SESSION
-
-    def can_see_private(self) -> bool:
-        """Logged in, or the default user's password is configured."""
-        login = self.slot._login
-        return (login is not None and login.role is not None) or self.slot._default_pw
-
-    def require_rw(self) -> None:
-        if not self.rw:
-            raise SessionReadOnly(f"session {self.handle} is read-only")
-
-    def op(self, kind: OpKind) -> Operation:
-        op = self._ops.get(kind)
-        if op is None:
-            from p11nethsm.state.operation import Operation
-
-            # setdefault: two threads sharing the session get the same operation
-            op = self._ops.setdefault(kind, Operation(kind, f"op[{kind.value} slot {self.slot.slot_id} session {self.handle}]"))
-        return op
-
-    def abort_all(self) -> None:
-        """The session is closed: end its operations; calls still running on it get SESSION_CLOSED."""
-        for op in list(self._ops.values()):
-            op.abort(closed=True)
-
-    def __repr__(self) -> str:
-        return f"<Session {self.handle} slot={self.slot.slot_id} {'RW' if self.rw else 'RO'}>"
 
 
 def _drop_session_objects(slot, handle: int | None) -> None:
@@ -379,27 +311,37 @@ class Library:
 
 
 def initialize(config: Config, *, threads_allowed: bool) -> Library:
-    """Install a new Library (the caller checked it is not initialized)."""
+    """Install a new Library (C_Initialize holds LIFECYCLE.lock and checked `initialize`)."""
     global _library
-    with _init_lock:
+    with LIFECYCLE.lock:
         lib = Library(config, threads_allowed=threads_allowed)
+        LIFECYCLE.send("initialize")
         _library = lib
         return lib
 
 
 def finalize() -> None:
+    """C_Finalize: initialized -> finalizing (new calls are refused) -> uninitialized."""
     global _library
-    with _init_lock:
+    with LIFECYCLE.lock:
+        LIFECYCLE.send("finalize")
         lib, _library = _library, None
-    if lib is not None:
-        lib.finalize()
+        try:
+            if lib is not None:
+                lib.finalize()
+        finally:
+            LIFECYCLE.send("finalized")
+
+
+def initialized() -> bool:
+    return LIFECYCLE.state_id is INITIALIZED
 
 
 def drop_in_child() -> None:
     """fork child: forget everything (no close: the sockets are the parent's)."""
-    global _library, _init_lock
+    global _library
     lib, _library = _library, None
-    _init_lock = threading.Lock()
+    LIFECYCLE.forked()
     if lib is not None:
         for slot in lib.slots:
             drop = getattr(slot._api, "drop_after_fork", None)

@@ -6,6 +6,9 @@ the module (its @handler functions register themselves) and runs the call. So C_
 imports only `general`: the other chapters and what they use (mechanisms, objects, dataclasses,
 typing...) take about 12 ms to import, paid by the first call that needs each instead.
 
+Chapter modules register their functions with `@handler` (this package): the dispatcher reads
+REGISTERED after importing a chapter and never is imported by one (handlers sit below it).
+
 A chapter module that is missing (not written yet) or fails to import does not stop the module:
 its functions answer CKR_FUNCTION_NOT_SUPPORTED, and the problem is logged once, when the first of
 them is called (with a traceback for a module that exists but fails to import), and kept in
@@ -15,9 +18,12 @@ PROBLEMS.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from types import ModuleType
 
 from p11nethsm.log import logger
+
+from p11nethsm.ck.functions import FUNCTIONS, INDEX
 
 CHAPTERS: dict[str, tuple[str, ...]] = {
     "general": ("C_Initialize", "C_Finalize", "C_GetInfo", "C_GetFunctionStatus", "C_CancelFunction"),
@@ -38,6 +44,32 @@ CHAPTERS: dict[str, tuple[str, ...]] = {
 }
 
 PROBLEMS: list[tuple[str, str]] = []  # (level, message)
+REGISTERED: dict[str, Callable[..., None]] = {}  # C function name -> its handler
+
+
+def handler(fn: Callable[..., None]) -> Callable[..., None]:
+    """Register `fn` as the handler of the C function it is named after."""
+    try:
+        index = INDEX[fn.__name__]
+    except KeyError:
+        raise ValueError(f"@handler: {fn.__name__} is not a PKCS#11 function") from None
+    if not FUNCTIONS[index].forwarded:
+        raise ValueError(f"@handler: {fn.__name__} is answered by the shim, never forwarded")
+    nargs = len(FUNCTIONS[index].args)
+    code = getattr(fn, "__code__", None)
+    if code is not None and code.co_argcount != nargs and not code.co_flags & 0x04:
+        raise ValueError(f"@handler: {fn.__name__} takes {code.co_argcount} args, the table has {nargs}")
+    REGISTERED[fn.__name__] = fn
+    return fn
+
+
+class Hooks:
+    """What C_Initialize / C_Finalize tell the dispatcher (set by it at import)."""
+
+    set_metrics: Callable = staticmethod(lambda metrics: None)
+
+
+HOOKS = Hooks()
 
 _imported: dict[str, ModuleType | None] = {}  # chapter -> module, None if it failed
 
@@ -69,7 +101,7 @@ def _import(chapter: str) -> ModuleType | None:
 
 
 def _failed(name: str) -> None:
-    import traceback  # only on this path: it is not cheap to import
+    import traceback  # lazy: only on this error path; it is not cheap to import
 
     _problem("error", f"handler module {name} failed to import (its functions return "
                       f"CKR_FUNCTION_NOT_SUPPORTED):\n{traceback.format_exc()}")

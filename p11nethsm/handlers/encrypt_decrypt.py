@@ -6,69 +6,20 @@ chaining value of the previous part."""
 
 from __future__ import annotations
 
-from p11nethsm.ck.cdata import read_mechanism
-from p11nethsm.dispatch import handler
-from p11nethsm.library import get_library
-from p11nethsm.values import OpKind
+from p11nethsm.handlers import operations as op
 from p11nethsm.mechanisms.backend import SlotBackend
-from p11nethsm.mechanisms.protocol import key_object, run_final, run_single, run_update
-from p11nethsm.mechanisms.registry import implementation
+from p11nethsm.values import OpKind
 
+ENCRYPT, DECRYPT = OpKind.ENCRYPT, OpKind.DECRYPT
 
-def _init(hSession, pMechanism, hKey, kind: OpKind):
-    session = get_library().session(hSession)
-    op = session.op(kind)
-    if not pMechanism:
-        op.abort()
-        return
-    op.require_idle()  # OperationActive when one runs (checked before reading the mechanism)
-    ckm, param = read_mechanism(pMechanism)
-    mech = implementation(ckm)
-    obj = key_object(session, hKey)
-    backend = SlotBackend(session.slot)
-    ctx = mech.encrypt_init(obj, param, backend) if kind is OpKind.ENCRYPT else mech.decrypt_init(obj, param, backend)
-    op.begin(ctx)
+C_EncryptInit = op.init("C_EncryptInit", ENCRYPT, lambda mech, key, param, session: mech.encrypt_init(
+    key, param, SlotBackend(session.slot)))
+C_Encrypt = op.single("C_Encrypt", ENCRYPT)
+C_EncryptUpdate = op.update("C_EncryptUpdate", ENCRYPT)
+C_EncryptFinal = op.final("C_EncryptFinal", ENCRYPT)
 
-
-@handler
-def C_EncryptInit(hSession, pMechanism, hKey):
-    _init(hSession, pMechanism, hKey, OpKind.ENCRYPT)
-
-
-@handler
-def C_Encrypt(hSession, pData, ulDataLen, pEncryptedData, pulEncryptedDataLen):
-    run_single(get_library().session(hSession).op(OpKind.ENCRYPT), pData, ulDataLen, pEncryptedData,
-               pulEncryptedDataLen)
-
-
-@handler
-def C_EncryptUpdate(hSession, pPart, ulPartLen, pEncryptedPart, pulEncryptedPartLen):
-    run_update(get_library().session(hSession).op(OpKind.ENCRYPT), pPart, ulPartLen, pEncryptedPart,
-               pulEncryptedPartLen)
-
-
-@handler
-def C_EncryptFinal(hSession, pLastEncryptedPart, pulLastEncryptedPartLen):
-    run_final(get_library().session(hSession).op(OpKind.ENCRYPT), pLastEncryptedPart, pulLastEncryptedPartLen)
-
-
-@handler
-def C_DecryptInit(hSession, pMechanism, hKey):
-    _init(hSession, pMechanism, hKey, OpKind.DECRYPT)
-
-
-@handler
-def C_Decrypt(hSession, pEncryptedData, ulEncryptedDataLen, pData, pulDataLen):
-    run_single(get_library().session(hSession).op(OpKind.DECRYPT), pEncryptedData, ulEncryptedDataLen, pData,
-               pulDataLen)
-
-
-@handler
-def C_DecryptUpdate(hSession, pEncryptedPart, ulEncryptedPartLen, pPart, pulPartLen):
-    run_update(get_library().session(hSession).op(OpKind.DECRYPT), pEncryptedPart, ulEncryptedPartLen, pPart,
-               pulPartLen)
-
-
-@handler
-def C_DecryptFinal(hSession, pLastPart, pulLastPartLen):
-    run_final(get_library().session(hSession).op(OpKind.DECRYPT), pLastPart, pulLastPartLen)
+C_DecryptInit = op.init("C_DecryptInit", DECRYPT, lambda mech, key, param, session: mech.decrypt_init(
+    key, param, SlotBackend(session.slot)))
+C_Decrypt = op.single("C_Decrypt", DECRYPT)
+C_DecryptUpdate = op.update("C_DecryptUpdate", DECRYPT)
+C_DecryptFinal = op.final("C_DecryptFinal", DECRYPT)

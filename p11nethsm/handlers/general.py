@@ -4,29 +4,27 @@ legacy parallel-function calls (§5.20)."""
 from __future__ import annotations
 
 import ctypes
-import threading
 
 from p11nethsm.log import logger
 
 import p11nethsm
-from p11nethsm import dispatch, forksafe, library, logging_setup
+from p11nethsm import forksafe, library, logging_setup, metrics
 from p11nethsm.ck.cdata import blank_padded
 from p11nethsm.ck.constants import CKF
 from p11nethsm.ck.errors import (
     ArgumentsBad,
     CantLock,
-    CryptokiAlreadyInitialized,
     FunctionFailed,
     FunctionNotParallel,
 )
 from p11nethsm.ck.structs import CK_C_INITIALIZE_ARGS, CK_INFO
-from p11nethsm.dispatch import handler
+from p11nethsm.config.loader import ConfigError, load
+from p11nethsm.handlers import HOOKS
+from p11nethsm.handlers import handler
 
 CRYPTOKI_VERSION = (3, 0)  # the interface C_GetInterface hands out first (CK_FUNCTION_LIST_3_0)
 MANUFACTURER = "Nitrokey"
 DESCRIPTION = "p11nethsm: PKCS#11 for NetHSM"
-
-_init_lock = threading.Lock()
 
 
 def _version_tuple(text: str) -> tuple[int, int]:
@@ -77,44 +75,46 @@ def parse_init_args(p_init_args: int) -> bool:
 
 @handler
 def C_Initialize(pInitArgs):
-    with _init_lock:
-        if library.current() is not None:
-            raise CryptokiAlreadyInitialized()
+    lifecycle = library.LIFECYCLE
+    with lifecycle.lock:  # the whole flow: one C_Initialize / C_Finalize at a time
+        lifecycle.check("initialize")  # CRYPTOKI_ALREADY_INITIALIZED, from the chart
         threads = parse_init_args(pInitArgs)
-        from p11nethsm.config.loader import ConfigError, load
-
-        try:
-            result = load()
-        except ConfigError as exc:
-            logging_setup.configure_fallback("Info")
-            logger.error("C_Initialize failed: {}", exc)
-            raise FunctionFailed(str(exc)) from None
-        try:
-            logging_setup.configure(result.config)
-        except OSError as exc:  # log_file checked at load, but its directory can go away since
-            logging_setup.configure_fallback("Info")
-            problem = f"configuration error: key 'log_file': {result.config.log_file}: {exc.strerror or exc}"
-            logger.error("C_Initialize failed: {}", problem)
-            raise FunctionFailed(problem) from None
-        for warning in result.warnings:
-            logger.warning("configuration: {}", warning)
-        _warn_insecure(result.config)
+        config = _load_config()
         forksafe.prepare()
-        lib = library.initialize(result.config, threads_allowed=threads)
+        lib = library.initialize(config, threads_allowed=threads)
         logger.info(
             "p11nethsm {} initialized: {} slot(s) from {}; threads {}",
-            p11nethsm.__version__, len(lib.slots), ", ".join(result.config.sources),
+            p11nethsm.__version__, len(lib.slots), ", ".join(config.sources),
             "allowed" if lib.threads_allowed else "disabled",
         )
-        if result.config.metrics_file:
-            from p11nethsm import metrics  # only when asked for: C_Initialize stays light
+        if config.metrics_file:
+            HOOKS.set_metrics(metrics.configure(config, lib, threads=lib.threads_allowed))
 
-            dispatch.set_metrics(metrics.configure(result.config, lib, threads=lib.threads_allowed))
-        dispatch.mark_ready(True)
+
+def _load_config():
+    """The configuration, with logging set up from it; FunctionFailed with the reason if not."""
+    try:
+        result = load()
+    except ConfigError as exc:
+        logging_setup.configure_fallback("Info")
+        logger.error("C_Initialize failed: {}", exc)
+        raise FunctionFailed(str(exc)) from None
+    try:
+        logging_setup.configure(result.config)
+    except OSError as exc:  # log_file checked at load, but its directory can go away since
+        logging_setup.configure_fallback("Info")
+        problem = f"configuration error: key 'log_file': {result.config.log_file}: {exc.strerror or exc}"
+        logger.error("C_Initialize failed: {}", problem)
+        raise FunctionFailed(problem) from None
+    for warning in result.warnings:
+        logger.warning("configuration: {}", warning)
+    _warn_insecure(result.config)
+    return result.config
 
 
 def _warn_insecure(config) -> None:
-    """The start-up warning of `danger_insecure_cert` (pkcs11-setup.txt): from the config alone."""
+    """The start-up warning of `danger_insecure_cert` (README, configuration reference): from
+    the config alone."""
     for slot in config.slots:
         for inst in slot.instances:
             if inst.danger_insecure_cert:
@@ -126,12 +126,10 @@ def _warn_insecure(config) -> None:
 def C_Finalize(pReserved):
     if pReserved:
         raise ArgumentsBad("pReserved must be NULL")
-    with _init_lock:
-        dispatch.mark_ready(False)
-        if dispatch._metrics is not None:
-            from p11nethsm import metrics
-
-            dispatch.set_metrics(None)
+    with library.LIFECYCLE.lock:
+        library.LIFECYCLE.check("finalize")  # CRYPTOKI_NOT_INITIALIZED, from the chart
+        if metrics.current() is not None:
+            HOOKS.set_metrics(None)
             metrics.shutdown()  # the last write, while the instances' health is still known
         library.finalize()
     logger.info("p11nethsm finalized")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from p11nethsm.ck.cdata import read_mechanism, read_template, write_ulong
 from p11nethsm.ck.errors import ArgumentsBad, MechanismParamInvalid
-from p11nethsm.dispatch import handler
+from p11nethsm.handlers import handler
 from p11nethsm.library import get_library
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 from p11nethsm.ck.cdata import fill_template, read_template, write_ulong, write_ulongs
 from p11nethsm.ck.constants import CKA
 from p11nethsm.ck.errors import ActionProhibited, ArgumentsBad, UserNotLoggedIn
-from p11nethsm.dispatch import handler
+from p11nethsm.handlers import handler
 from p11nethsm.library import get_library
+from p11nethsm.objects import manage, session_objects
+from p11nethsm.objects.templates import CertRequest, Template, create_request
 from p11nethsm.values import OpKind
 
 
@@ -68,9 +70,6 @@ def C_GetObjectSize(hSession, hObject, pulSize):
 
 @handler
 def C_CreateObject(hSession, pTemplate, ulCount, phObject):
-    from p11nethsm.objects import manage, session_objects
-    from p11nethsm.objects.templates import CertRequest, Template, create_request
-
     session = get_library().session(hSession)
     if not phObject:
         raise ArgumentsBad("phObject is NULL")
@@ -99,8 +98,6 @@ def C_CopyObject(hSession, hObject, pTemplate, ulCount, phNewObject):
 
 @handler
 def C_DestroyObject(hSession, hObject):
-    from p11nethsm.objects import manage
-
     session = get_library().session(hSession)
     store = session.slot.objects
     if store.is_session_object(hObject):
@@ -120,16 +117,11 @@ def C_DestroyObject(hSession, hObject):
 
 @handler
 def C_SetAttributeValue(hSession, hObject, pTemplate, ulCount):
-    from p11nethsm.objects import manage
-    from p11nethsm.objects.templates import Template
-
     lib = get_library()
     session = lib.session(hSession)
     obj = session.slot.objects.get(session, hObject)
     values = Template(read_template(pTemplate, ulCount)).values
     if session.slot.objects.is_session_object(hObject):
-        from p11nethsm.objects import session_objects
-
         session_objects.set_attributes(obj, values)
         return
     session.require_rw()

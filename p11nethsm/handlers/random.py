@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from p11nethsm.ck.cdata import write_bytes
 from p11nethsm.ck.errors import ArgumentsBad, FunctionFailed, RandomSeedNotSupported, UserNotLoggedIn
-from p11nethsm.dispatch import handler
+from p11nethsm.handlers import handler
 from p11nethsm.library import get_library
 from p11nethsm.values import Role
 from p11nethsm.log import logger

@@ -23,6 +23,7 @@ import ctypes
 
 from p11nethsm.log import logger
 
+from p11nethsm.api.client import Credentials
 from p11nethsm.api.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 from p11nethsm.ck.cdata import read_bytes, write_ulong
 from p11nethsm.ck.constants import CKU, SessionFlag
@@ -40,7 +41,8 @@ from p11nethsm.ck.errors import (
     UserTypeInvalid,
 )
 from p11nethsm.ck.structs import CK_SESSION_INFO
-from p11nethsm.dispatch import handler
+from p11nethsm.handlers import handler
+from p11nethsm.handlers import wiring  # noqa: F401  (a slot's client and store)
 from p11nethsm.library import Session, Slot, get_library
 from p11nethsm.values import Role
 
@@ -122,8 +124,6 @@ def _decode_pin(raw: bytes, *, new: bool) -> str:
 
 def _verify(slot: Slot, role: Role, pin: str) -> None:
     """GET /users/{username} with the PIN; raise the PIN's CKR on 401/429."""
-    from p11nethsm.api.client import Credentials
-
     username = slot.user(role).username
     try:
         answer = slot.api.get_user(Credentials(username, pin), username)
@@ -197,8 +197,6 @@ def C_SetPIN(hSession, pOldPin, ulOldLen, pNewPin, ulNewLen):
         raise UserNotLoggedIn(f"{slot.name}: no {role.value} is configured for this slot")
     new = _decode_pin(read_bytes(pNewPin, ulNewLen), new=True)
     old = _decode_pin(read_bytes(pOldPin, ulOldLen), new=False)
-    from p11nethsm.api.client import Credentials
-
     try:
         slot.api.set_passphrase(Credentials(user.username, old), user.username, new)
     except Unauthorized:

@@ -15,8 +15,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from p11nethsm.log import logger
 
+from p11nethsm.api.client import Credentials
 from p11nethsm.api.errors import NetHSMError
 from p11nethsm.ck.cdata import blank_padded, output_ulongs, write_struct, write_ulong
 from p11nethsm.ck.constants import CK_EFFECTIVELY_INFINITE, CK_UNAVAILABLE_INFORMATION, SlotFlag, TokenFlag, WaitFlag
@@ -28,8 +31,10 @@ from p11nethsm.ck.errors import (
     TokenNotPresent,
 )
 from p11nethsm.ck.structs import CK_MECHANISM_INFO, CK_SLOT_INFO, CK_TOKEN_INFO
-from p11nethsm.dispatch import handler
+from p11nethsm.handlers import handler
+from p11nethsm.handlers import wiring  # noqa: F401  (a slot's client and store)
 from p11nethsm.library import Slot, get_library
+from p11nethsm.mechanisms.registry import mechanism_info, mechanism_list
 from p11nethsm.values import Role
 
 MIN_PIN_LEN = 10
@@ -40,8 +45,6 @@ WAIT_POLL_SECONDS = 1.0
 
 
 def derived_serial(slot: Slot) -> str:
-    import hashlib
-
     text = "p11nethsm-serial\n" + slot.config.label + "\n" + "\n".join(sorted(i.url for i in slot.config.instances))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16].upper()
 
@@ -67,8 +70,6 @@ def _system_info(slot: Slot) -> dict:
     if admin is None or not admin.has_password:
         slot.cache["system_info"] = {}
         return {}
-    from p11nethsm.api.client import Credentials
-
     try:
         info = slot.api.system_info(Credentials(admin.username, admin.password))
     except NetHSMError as exc:
@@ -172,8 +173,6 @@ def C_GetMechanismList(slotID, pMechanismList, pulCount):
     get_library().slot(slotID)
     if not pulCount:
         raise ArgumentsBad("pulCount is NULL")
-    from p11nethsm.mechanisms.registry import mechanism_list
-
     output_ulongs(pMechanismList, pulCount, [int(m) for m in mechanism_list()])
 
 
@@ -182,8 +181,6 @@ def C_GetMechanismInfo(slotID, type, pInfo):  # noqa: A002  (the spec's argument
     get_library().slot(slotID)
     if not pInfo:
         raise ArgumentsBad("pInfo is NULL")
-    from p11nethsm.mechanisms.registry import mechanism_info
-
     info = mechanism_info(type)
     if hasattr(info, "min_key"):  # registry.MechInfo
         min_size, max_size, flags = info.min_key, info.max_key, info.flags

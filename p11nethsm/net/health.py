@@ -4,7 +4,7 @@
   sleeping on an Event until the earliest back-off expires; `stop()` wakes it and aborts a check
   in progress, so close() returns promptly.
 * Without threads: `inline_checks()`, called by the request loop, at most `INLINE_CHECKS` per API
-  call with `INLINE_TIMEOUT`-second timeouts (docs/pkcs11-setup.txt, "Retries").
+  call with `INLINE_TIMEOUT`-second timeouts (README, configuration reference: retries).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from p11nethsm import hostsignals
 from p11nethsm.log import logger
 
 from p11nethsm.net.instances import Instance, InstanceSet
+from p11nethsm.net.pool import BodyTooLarge, ExchangeError
 
 INLINE_CHECKS = 3
 INLINE_TIMEOUT = 1.0
@@ -26,8 +27,6 @@ _HEADERS = b"Accept: */*\r\nUser-Agent: p11nethsm\r\n"
 
 def probe(inst: Instance, timeout: float, on_connection=None) -> tuple[bool, str]:
     """One GET /health/ready on a fresh connection (not pooled): (ready, reason)."""
-    from p11nethsm.net.pool import BodyTooLarge, ExchangeError  # noqa: PLC0415
-
     pool = inst.pool
     conn = pool._new_conn()
     conn.timeout = timeout

@@ -18,11 +18,16 @@ import os
 import random
 import threading
 import time
+from operator import attrgetter
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from p11nethsm.log import logger
+from urllib3.connection import HTTPConnection
 
 from p11nethsm.config.model import InstanceConfig, SlotConfig
+from p11nethsm.net.pool import InstancePool, InstanceStats, keepalive_options
+from p11nethsm.net.tls import make_ssl_context
 from p11nethsm.state.instance_health import InstanceHealthMachine
 
 # Without max_idle_connections, an instance's idle pool grows with the number of requests that
@@ -48,8 +53,32 @@ def backoff(failures: int) -> float:
     return bound * (1.0 - JITTER * uniform01())
 
 
+class Backoff(NamedTuple):
+    """An instance's back-off bookkeeping, replaced whole (one attribute: readers without the
+    lock see a consistent pair)."""
+
+    failures: int = 0  # failures in a row
+    next_check: float = 0.0  # monotonic time of the next health check (when unreachable)
+
+    def after_failure(self) -> tuple[Backoff, float]:
+        """The bookkeeping after one more failure, and the delay drawn."""
+        failures = self.failures + 1
+        delay = backoff(failures)
+        return Backoff(failures, clock() + delay), delay
+
+
+_NO_BACKOFF = Backoff()
+
+
 class Instance:
-    """One NetHSM of the cluster."""
+    """One NetHSM of the cluster.
+
+    `usable` is the health machine's current state value (reachable): read without the lock on
+    the hot path, never set. `failures` and `next_check` read the `Backoff` value."""
+
+    usable = property(attrgetter("health.state_id.value"))
+    failures = property(attrgetter("backoff.failures"))
+    next_check = property(attrgetter("backoff.next_check"))
 
     def __init__(self, cfg: InstanceConfig, slot: SlotConfig):
         parts = urlsplit(cfg.url)
@@ -62,14 +91,10 @@ class Instance:
         self.port = parts.port or 443
         self.base = parts.path.rstrip("/")  # "/api/v1"
         self.health = InstanceHealthMachine(f"instance {self.name}")
-        self.usable = True  # == health is reachable; read without the lock on the hot path
-        self.failures = 0  # failures in a row
-        self.next_check = 0.0  # monotonic time of the next health check (when unreachable)
+        self.backoff = _NO_BACKOFF
         self._pool = None
         self._pool_lock = threading.Lock()
         self.caps = None  # p11nethsm.api.firmware.Capabilities, detected at first need
-        from p11nethsm.net.pool import InstanceStats  # noqa: PLC0415 (keep urllib3 out of C_Initialize)
-
         self.stats = InstanceStats()
 
     def __repr__(self) -> str:
@@ -86,9 +111,6 @@ class Instance:
         return pool
 
     def _make_pool(self):
-        from p11nethsm.net.pool import InstancePool, keepalive_options  # noqa: PLC0415
-        from p11nethsm.net.tls import make_ssl_context  # noqa: PLC0415
-        from urllib3.connection import HTTPConnection  # noqa: PLC0415
 
         slot, cfg = self.slot, self.cfg
         options = list(HTTPConnection.default_socket_options)
@@ -106,11 +128,8 @@ class Instance:
     def mark_failed(self, reason: str) -> None:
         """A request failed here: unreachable, next health check after the back-off."""
         with self.health.lock:
-            self.failures += 1
-            delay = backoff(self.failures)
-            self.next_check = clock() + delay
             was_usable = self.usable
-            self.usable = False
+            self.backoff, delay = self.backoff.after_failure()
             self.caps = None  # it may come back on other firmware (an update reboots it)
             self.health.fire("fail")
         self.stats.failures += 1
@@ -122,23 +141,16 @@ class Instance:
 
     def begin_check(self) -> bool:
         """unreachable -> retrying; False when there is nothing to check (recovered meanwhile)."""
-        with self.health.lock:
-            if self.health.state_id != "unreachable":
-                return False
-            self.health.fire("probe")
-            return True
+        return self.health.fire("probe")
 
     def end_check(self, ok: bool, reason: str = "") -> None:
         with self.health.lock:
-            if self.health.state_id != "retrying":
+            if not self.health.fire("passed" if ok else "failed"):
                 return  # a request decided meanwhile
             if ok:
-                self._recover_locked()
+                self.backoff = _NO_BACKOFF
             else:
-                self.failures += 1
-                delay = backoff(self.failures)
-                self.next_check = clock() + delay
-                self.health.fire("fail")
+                self.backoff, delay = self.backoff.after_failure()
         if ok:
             logger.info("{}: instance reachable again (health check)", self.name)
         else:
@@ -147,16 +159,10 @@ class Instance:
     def mark_recovered(self) -> None:
         """A request succeeded here while it was marked unreachable."""
         with self.health.lock:
-            if self.usable:
+            if not self.health.fire("recover"):
                 return
-            self._recover_locked()
+            self.backoff = _NO_BACKOFF
         logger.info("{}: instance reachable again", self.name)
-
-    def _recover_locked(self) -> None:
-        self.health.fire("recover")
-        self.failures = 0
-        self.next_check = 0.0
-        self.usable = True
 
     def forget_pool(self) -> None:
         """After fork: drop the pool without closing its sockets (the parent owns them)."""

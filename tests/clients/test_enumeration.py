@@ -124,6 +124,4 @@ def test_second_enumeration_in_the_same_process_is_one_request(big, monkeypatch)
         _ = json
     finally:
         dispatch.entry(1, 0)
-        library.finalize()
-        dispatch.mark_ready(False)
         logging_setup.reset()

@@ -20,8 +20,6 @@ def _clean_module(monkeypatch):
     yield
     if dispatch.is_ready():
         dispatch.entry(1, 0)  # C_Finalize
-    library.finalize()
-    dispatch.mark_ready(False)
     logging_setup.reset()
 
 

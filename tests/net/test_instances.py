@@ -11,7 +11,7 @@ from p11nethsm.ck.constants import CKR
 from p11nethsm.net import instances as inst_mod
 from p11nethsm.net.instances import Instance, InstanceSet, backoff
 from p11nethsm.state.base import TransitionNotAllowed
-from p11nethsm.state.instance_health import InstanceHealth
+from p11nethsm.state.instance_health import InstanceHealthMachine
 
 from .conftest import make_slot
 
@@ -104,12 +104,12 @@ def test_due_lists_only_expired_backoffs(monkeypatch):
     assert s.due(time.monotonic()) == [s.all[0]]
 
 
-def test_chart_is_strict():
-    m = InstanceHealth("t")
+def test_chart_is_strict_and_a_probe_of_a_reachable_instance_changes_nothing():
+    m = InstanceHealthMachine("t")
     with pytest.raises(TransitionNotAllowed):
-        m.fire("probe")  # only from unreachable
-    with pytest.raises(TransitionNotAllowed):
-        m.fire("recover")
+        m.fire("no_such_event")
+    assert not m.fire("probe") and m.state_id == "reachable"
+    assert not m.fire("recover") and m.state_id == "reachable"
 
 
 @pytest.mark.parametrize(("status", "cls", "ckr"), [

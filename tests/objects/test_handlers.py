@@ -61,8 +61,6 @@ def p11(hsm, write_config, monkeypatch):
     yield start
     if dispatch.is_ready():
         dispatch.entry(1, 0)
-    library.finalize()
-    dispatch.mark_ready(False)
     logging_setup.reset()
 
 

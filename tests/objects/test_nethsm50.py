@@ -50,8 +50,6 @@ def p11(write_config, monkeypatch, tmp_path):
     yield start
     if dispatch.is_ready():
         dispatch.entry(1, 0)
-    library.finalize()
-    dispatch.mark_ready(False)
     logging_setup.reset()
 
 
