@@ -5,8 +5,8 @@
     .venv/bin/python tools/render_state_docs.py --check    # exit 1 (and a diff) if it drifted
     .venv/bin/python tools/render_state_docs.py --stdout   # print instead of writing
 
-Every chart class is found by walking the modules of `p11nethsm.state` for subclasses of
-`p11nethsm.state.base.Machine` defined there, so a new machine is documented without touching
+Every chart is found by walking the modules of `p11nethsm.state` for the charts declared there
+with `@chart` (p11nethsm.state.base.LazyChart), so a new machine is documented without touching
 this script. For each one the page has: the module's own description (its docstring), the table
 and Mermaid diagram rendered by python-statemachine (`f"{Chart:md}"`, `f"{Chart:mermaid}"`), and
 a table of the raw state/event ids with internal transitions and validators, which the library's
@@ -34,22 +34,40 @@ HEADER = """\
 
 # State machines
 
-The module's runtime state lives in a few [python-statemachine](https://python-statemachine.readthedocs.io/)
-charts (subclasses of `p11nethsm.state.base.Machine`). Every transition is logged at `Debug` as
-`<machine name>: <source> --<event>--> <target>` (see "Troubleshooting" in the README), so the log
-of a run reads as a path through the diagrams below. An event with no transition from the current
-state raises `TransitionNotAllowed`; a validator that refuses a transition raises the PKCS#11 error
-named in the machine's description, and the state is unchanged.
+The module's runtime state lives in five machines, each defined once as a
+[python-statemachine](https://python-statemachine.readthedocs.io/) chart (declared with `@chart`
+in `p11nethsm/state/`) and run by `p11nethsm.state.base.TableMachine` from a table compiled
+from that chart: `(state, event) -> target`, and `(state, event) -> refusal` for the events a
+state refuses (a self-transition whose validator is `refuse(Error, text)`: the PKCS#11 error,
+state unchanged). Preconditions (`TokenLogin.precheck`, `Operation.require_idle`, C_Initialize's
+and C_Finalize's checks) ask the same table with `check(event)`; nothing is checked twice.
+tests/core/test_machine_tables.py runs every (state, event) pair through the chart and the table.
+
+What the rest of the module reads is the current state's value, never a copy kept in step:
+`TokenLogin.role` (login), `Instance.usable` (instance health; its back-off is one `Backoff`
+value), `Lifecycle.initialized` (module lifecycle: what the dispatcher asks before every call).
+They are read-only properties; reading one is a C-level attribute chain.
+
+The module lifecycle is not the C shim's `ready` flag: that one means "the interpreter is up in
+this process id" (the shim's own fact, checked before it forwards anything); the lifecycle says
+whether the PKCS#11 module is initialized (C_Initialize/C_Finalize, fork). Its table is written
+out in `p11nethsm/state/lifecycle.py` (C_Initialize does not import python-statemachine) and
+checked equal to `LifecycleChart` by the tests.
+
+Every transition of every machine goes through one listener, `p11nethsm.state.base.TRANSITIONS`:
+at `Debug` it logs `<machine name>: <source> --<event>--> <target>` (see "Troubleshooting" in the
+README), so the log of a run reads as a path through the diagrams below; self-transitions change
+nothing and are not reported. An event the chart does not define raises `TransitionNotAllowed`.
 
 """
 
 
 def discover() -> list[type]:
-    """Chart classes of p11nethsm.state (Machine subclasses), in module then source order."""
+    """Chart classes of p11nethsm.state (declared with @chart), in module then source order."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import p11nethsm.state as pkg
-    from p11nethsm.state.base import Machine
+    from p11nethsm.state.base import LazyChart
 
     charts: list[type] = []
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
@@ -57,10 +75,9 @@ def discover() -> list[type]:
             continue
         module = importlib.import_module(f"{pkg.__name__}.{info.name}")
         found = [obj for obj in vars(module).values()
-                 if inspect.isclass(obj) and issubclass(obj, Machine) and obj is not Machine
-                 and obj.__module__ == module.__name__]
-        found.sort(key=lambda c: inspect.getsourcelines(c)[1])
-        charts.extend(found)
+                 if isinstance(obj, LazyChart) and obj._declare.__module__ == module.__name__]
+        found.sort(key=lambda c: inspect.getsourcelines(c._declare)[1])
+        charts.extend(c.cls for c in found)
     return charts
 
 

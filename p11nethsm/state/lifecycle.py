@@ -1,19 +1,10 @@
-"""Lifecycle of the module in this process (PKCS#11 §5.4: C_Initialize, C_Finalize; fork).
+"""The module lifecycle's machine (chart, states and meaning: p11nethsm.state.lifecycle_chart).
 
-    uninitialized --initialize--> initialized    C_Initialize
-    forked --------initialize--> initialized     C_Initialize in a forked child
-    initialized --finalize--> finalizing         C_Finalize begins: new calls get NOT_INITIALIZED
-    finalizing --finalized--> uninitialized      sessions and slots closed
-    any --fork--> forked                         os.fork() child: what it inherited is dropped
-Refusals (state unchanged):
-    initialized|finalizing --initialize--> CRYPTOKI_ALREADY_INITIALIZED
-    uninitialized|forked --finalize--> CRYPTOKI_NOT_INITIALIZED
-
-`initialized` is the current state's value: the dispatcher's "may this call run?" (one compare
-per call). It is not the shim's C `ready` flag, which means "the interpreter is up in this pid"
-(docs/state-machines.md). The chart is `LifecycleChart` (p11nethsm.state.lifecycle_chart); the
-table below is its compiled form, written out because C_Initialize must not import
-python-statemachine (~100 ms with asyncio); tests/core/test_machines.py checks that both agree.
+`Lifecycle.initialized` is the current state's value: the dispatcher's "may this call run?"
+(one compare per call). It is not the shim's C `ready` flag ("the interpreter is up in this
+pid"). The table below is `LifecycleChart` compiled, written out because C_Initialize must not
+import python-statemachine (~100 ms with asyncio); tests/core/test_machine_tables.py checks that
+both are the same.
 """
 
 from __future__ import annotations

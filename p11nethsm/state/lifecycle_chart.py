@@ -1,6 +1,20 @@
-"""The module lifecycle as a chart: the definition `p11nethsm.state.lifecycle.COMPILED` is checked
-against (tests/core/test_machines.py) and rendered from (docs/state-machines.md). Not imported at
-run time: python-statemachine stays out of C_Initialize."""
+"""Lifecycle of the module in this process (PKCS#11 §5.4: C_Initialize, C_Finalize; fork).
+
+    uninitialized --initialize--> initialized    C_Initialize
+    forked --------initialize--> initialized     C_Initialize in a forked child
+    initialized --finalize--> finalizing         C_Finalize begins: new calls get NOT_INITIALIZED
+    finalizing --finalized--> uninitialized      sessions and slots closed
+    any --fork--> forked                         os.fork() child: what it inherited is dropped
+Refusals (state unchanged):
+    initialized|finalizing --initialize--> CRYPTOKI_ALREADY_INITIALIZED
+    uninitialized|forked --finalize--> CRYPTOKI_NOT_INITIALIZED
+
+This chart is the definition; `p11nethsm.state.lifecycle.COMPILED` is its table written out
+(C_Initialize must not import python-statemachine, ~100 ms with asyncio), and
+tests/core/test_machine_tables.py checks that both are the same. `Lifecycle.initialized` (the
+`views` below) is what the dispatcher asks before every call; the C shim's `ready` flag is a
+different fact: "the interpreter is up in this process id".
+"""
 
 from __future__ import annotations
 
