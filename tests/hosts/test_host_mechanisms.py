@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import LABEL
-from secenv import MODULE, PY, ROOT
+from hostenv import LABEL
+from hostenv import MODULE, PY, ROOT
 
 SHA3_SIGN = r"""
 import hashlib, sys
