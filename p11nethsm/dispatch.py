@@ -2,10 +2,11 @@
 
 `index` is the position of the function in p11nethsm.ck.functions.FUNCTIONS; every argument is
 an unsigned 64-bit int (pointers as addresses, CK_BBOOL as 0/1). Handlers register with
-`@handler` on a function named like the C function, taking the raw int args in table order,
+`@p11nethsm.handlers.handler` on a function named like the C function (the dispatcher reads
+that registration table; handlers never import it), taking the raw int args in table order,
 returning None (CKR_OK) or raising CKRError.
 
-One skeleton for every call (style-anchors §5.2):
+One skeleton for every call:
 - before C_Initialize / after C_Finalize, everything but C_Initialize → CKR_CRYPTOKI_NOT_INITIALIZED;
 - a forwarded function without a handler → CKR_FUNCTION_NOT_SUPPORTED; a handler's chapter module
   (p11nethsm.handlers) is imported at the first call of one of its functions;
