@@ -30,7 +30,7 @@ class Session:
         checks for it)."""
         slot = self.slot
         login = slot._login
-        role = login.role if login is not None else None
+        role = login.machine.state_id.value if login is not None else None  # login.role, inline
         if role is None and slot._default_pw:
             role = slot._default_role
             if role is Role.ADMINISTRATOR and not self.rw:
@@ -44,7 +44,7 @@ class Session:
     def can_see_private(self) -> bool:
         """Logged in, or the default user's password is configured."""
         login = self.slot._login
-        return (login is not None and login.role is not None) or self.slot._default_pw
+        return (login is not None and login.machine.state_id.value is not None) or self.slot._default_pw
 
     def require_rw(self) -> None:
         if not self.rw:

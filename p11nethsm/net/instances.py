@@ -18,7 +18,6 @@ import os
 import random
 import threading
 import time
-from operator import attrgetter
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -73,12 +72,21 @@ _NO_BACKOFF = Backoff()
 class Instance:
     """One NetHSM of the cluster.
 
-    `usable` is the health machine's current state value (reachable): read without the lock on
-    the hot path, never set. `failures` and `next_check` read the `Backoff` value."""
+    `usable` is the health machine's current state value (reachable), never set; the per-request
+    paths read the chain `inst.health.state_id.value` inline (no call, no lock). `failures` and
+    `next_check` read the `Backoff` value."""
 
-    usable = property(attrgetter("health.state_id.value"))
-    failures = property(attrgetter("backoff.failures"))
-    next_check = property(attrgetter("backoff.next_check"))
+    @property
+    def usable(self) -> bool:
+        return self.health.state_id.value
+
+    @property
+    def failures(self) -> int:
+        return self.backoff.failures
+
+    @property
+    def next_check(self) -> float:
+        return self.backoff.next_check
 
     def __init__(self, cfg: InstanceConfig, slot: SlotConfig):
         parts = urlsplit(cfg.url)
@@ -197,15 +205,15 @@ class InstanceSet:
         start = next(self._next)
         for k in range(n):
             inst = insts[(start + k) % n]
-            if inst.usable:
+            if inst.health.state_id.value:  # usable
                 return inst
         return insts[start % n]  # none reachable: try them in turn
 
     def any_usable(self) -> bool:
-        return any(inst.usable for inst in self.all)
+        return any(inst.health.state_id.value for inst in self.all)
 
     def any_usable_but(self, failed: Instance) -> bool:
-        return any(inst.usable for inst in self.all if inst is not failed)
+        return any(inst.health.state_id.value for inst in self.all if inst is not failed)
 
     def due(self, now: float) -> list[Instance]:
         """Unreachable instances whose back-off has expired."""

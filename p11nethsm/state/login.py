@@ -21,7 +21,6 @@ moves the machine. `role` is the current state's value: read-only, nothing to ke
 from __future__ import annotations
 
 import threading
-from operator import attrgetter
 
 from p11nethsm.ck.errors import (
     SessionReadOnlyExists,
@@ -75,8 +74,11 @@ class TokenLogin:
 
     __slots__ = ("name", "machine", "lock", "_pins")
 
-    # C_GetSessionInfo reads this: a C-level getter of the current state's value (no Python frame)
-    role = property(attrgetter("machine.state_id.value"), doc="The logged-in Role, None when public.")
+    @property
+    def role(self) -> Role | None:
+        """The logged-in Role (None when public): the current state's value. Per-call paths
+        read the chain `login.machine.state_id.value` inline (no call)."""
+        return self.machine.state_id.value
 
     def __init__(self, name: str):
         self.name = name
