@@ -11,6 +11,7 @@ python (one build per CPython minor). Used by setup.py and `make build`.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shlex
 import shutil
@@ -24,11 +25,10 @@ SOURCES = ("forward.c", "bootstrap.c", "hostsafe.c")  # shim.h is their shared h
 
 
 def _gen_module():
-    sys.path.insert(0, HERE)
-    try:
-        import gen  # noqa: PLC0415
-    finally:
-        sys.path.pop(0)
+    """libshim/gen.py, loaded by path (this script runs from anywhere, without the package)."""
+    spec = importlib.util.spec_from_file_location("_p11nethsm_shim_gen", os.path.join(HERE, "gen.py"))
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
     return gen
 
 
