@@ -87,36 +87,33 @@ def output_bytes(p_out: int, p_len: int, data: bytes) -> None:
     - *p_len < len(data) → *p_len = len(data), BufferTooSmall(len(data));
     - else copy, *p_len = len(data).
     """
+    if not p_len:
+        raise ArgumentsBad("NULL length pointer")
     n = len(data)
-    cell = _room(p_out, p_len, n, "length")
-    if cell is None:
+    cell = _c_ulong.from_address(p_len)
+    if not p_out:
+        cell.value = n
         return
+    if cell.value < n:
+        cell.value = n
+        raise BufferTooSmall(n)
     if n:
         _memmove(p_out, data, n)
     cell.value = n
 
 
-def _room(p_out: int, p_len: int, n: int, what: str):
-    """The size half of the two-call protocol for an output of n items: the length cell when
-    the caller's buffer holds them, None after a size query (p_out NULL: *p_len = n)."""
-    if not p_len:
-        raise ArgumentsBad(f"NULL {what} pointer")
-    cell = _c_ulong.from_address(p_len)
+def output_ulongs(p_out: int, p_count: int, values: list[int]) -> None:
+    """Two-call protocol for arrays of CK_ULONG (slot lists, mechanism lists, handles)."""
+    if not p_count:
+        raise ArgumentsBad("NULL count pointer")
+    n = len(values)
+    cell = _c_ulong.from_address(p_count)
     if not p_out:
         cell.value = n
-        return None
+        return
     if cell.value < n:
         cell.value = n
         raise BufferTooSmall(n)
-    return cell
-
-
-def output_ulongs(p_out: int, p_count: int, values: list[int]) -> None:
-    """Two-call protocol for arrays of CK_ULONG (slot lists, mechanism lists, handles)."""
-    n = len(values)
-    cell = _room(p_out, p_count, n, "count")
-    if cell is None:
-        return
     write_ulongs(p_out, values)
     cell.value = n
 
