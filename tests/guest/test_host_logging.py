@@ -118,5 +118,5 @@ def test_check_config_verbose_shows_the_modules_own_log(hsm, tmp_path):
     verbose = subprocess.run([cli, "check-config", conf, "-v"], capture_output=True, text=True, timeout=120)
     quiet = subprocess.run([cli, "check-config", conf], capture_output=True, text=True, timeout=120)
     assert verbose.returncode == 0 and quiet.returncode == 0, verbose.stdout + verbose.stderr
-    assert "p11nethsm.api.client:" in verbose.stdout + verbose.stderr
-    assert "p11nethsm.api.client:" not in quiet.stdout + quiet.stderr
+    assert "p11nethsm.api.firmware:" in verbose.stdout + verbose.stderr
+    assert "p11nethsm.api." not in quiet.stdout + quiet.stderr
