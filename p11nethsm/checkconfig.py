@@ -12,7 +12,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from p11nethsm.api import firmware
+from p11nethsm import presence
 from p11nethsm.api.client import Credentials, NetHSM
 from p11nethsm.api.errors import NetHSMError, Unauthorized
 from p11nethsm.log import real
@@ -138,13 +138,7 @@ def _check_state(client: NetHSM, where: str, report: _Report) -> bool:
     if state == "Operational":
         report.ok("device state", "Operational (the token is present)")
         return True
-    diagnosis = None
-    if state == "Failed":
-        try:
-            diagnosis = firmware.diagnosis_text(client.diagnose()) or "GET /health/diagnose gave no message"
-        except NetHSMError as exc:
-            diagnosis = f"GET /health/diagnose failed: {exc.describe()}"
-    report.fail(where, "device state", f"{state}, the token is absent: {firmware.advice(state, diagnosis)}")
+    report.fail(where, "device state", f"{state}, the token is absent: {presence.explain(client, state)}")
     return False
 
 

@@ -10,14 +10,13 @@ from p11nethsm.ck.cdata import read_mechanism, read_template, write_ulong
 from p11nethsm.ck.errors import ArgumentsBad, MechanismParamInvalid
 from p11nethsm.handlers import handler
 from p11nethsm.library import get_library
+from p11nethsm.objects import manage
+from p11nethsm.objects.templates import Template, keypair_request, secret_request
 
 
 @handler
 def C_GenerateKeyPair(hSession, pMechanism, pPublicKeyTemplate, ulPublicKeyAttributeCount, pPrivateKeyTemplate,
                       ulPrivateKeyAttributeCount, phPublicKey, phPrivateKey):
-    from p11nethsm.objects import manage
-    from p11nethsm.objects.templates import Template, keypair_request
-
     session = get_library().session(hSession)
     if not phPublicKey or not phPrivateKey:
         raise ArgumentsBad("NULL handle pointer")
@@ -36,9 +35,6 @@ def C_GenerateKeyPair(hSession, pMechanism, pPublicKeyTemplate, ulPublicKeyAttri
 
 @handler
 def C_GenerateKey(hSession, pMechanism, pTemplate, ulCount, phKey):
-    from p11nethsm.objects import manage
-    from p11nethsm.objects.templates import Template, secret_request
-
     session = get_library().session(hSession)
     if not phKey:
         raise ArgumentsBad("phKey is NULL")
