@@ -72,23 +72,15 @@ def read_response(recv, max_body: int) -> tuple[int, str, bytes, bool]:
         status, keep = _status(head if line_end < 0 else head[:line_end])
         if not 100 <= status < 200:
             break
-    # The few headers we need, found in the lower-cased head (no per-line parsing: the head of a
-    # signature's answer is five or six lines and this is the hot path).
-    low = head.lower()
-    if low.count(b"\r\n") > MAX_HEADERS:
-        raise ProtocolError(f"more than {MAX_HEADERS} headers")
-    length = _field(low, low, b"\r\ncontent-length:")
+    length, ctype, coding, connection = _fields(head)
     if length is not None:
         if not length.isdigit():
             raise ProtocolError(f"bad Content-Length {length[:30]!r}")
         length = int(length)
-    ctype = _field(low, head, b"\r\ncontent-type:")
     ctype = ctype.decode("latin-1") if ctype is not None else ""
-    coding = _field(low, low, b"\r\ntransfer-encoding:")
     if coding is not None and coding != b"chunked":
         raise ProtocolError(f"unsupported Transfer-Encoding {coding[:30]!r}")
     chunked = coding is not None
-    connection = _field(low, low, b"\r\nconnection:")
     if connection is not None:
         if b"close" in connection:
             keep = False
@@ -135,19 +127,30 @@ def _read_to_eof(recv, buf: bytes, max_body: int) -> bytes:
     return b"".join(parts)
 
 
-def _field(low: bytes, head: bytes, name: bytes) -> bytes | None:
-    """The stripped value of header `name` (b"\\r\\nname:", lower case) in `head`, None if absent;
-    ProtocolError if it appears twice (an ambiguous answer)."""
-    i = low.find(name)
-    if i < 0:
-        return None
-    start = i + len(name)
-    stop = low.find(b"\r\n", start)
-    if stop < 0:
-        stop = len(low)
-    elif low.find(name, stop) >= 0:
-        raise ProtocolError(f"header {name[2:-1].decode()!r} twice")
-    return head[start:stop].strip()
+# The four headers we read: their lower-case names -> position in _fields' answer.
+_WANTED = {b"content-length": 0, b"content-type": 1, b"transfer-encoding": 2, b"connection": 3}
+_LOWER = (True, False, True, True)  # values compared lower-case (Content-Type keeps its case)
+
+
+def _fields(head: bytes) -> list:
+    """[Content-Length, Content-Type, Transfer-Encoding, Connection] of a head (status line and
+    header lines, no final CRLF): stripped values, None when absent; ProtocolError for more than
+    MAX_HEADERS lines or for one of them twice (an ambiguous answer). One split and one dict
+    lookup per line: the head of a signature's answer is five or six lines (the hot path)."""
+    lines = head.split(b"\r\n")
+    if len(lines) - 1 > MAX_HEADERS:
+        raise ProtocolError(f"more than {MAX_HEADERS} headers")
+    found = [None, None, None, None]
+    for i in range(1, len(lines)):
+        name, sep, value = lines[i].partition(b":")
+        at = _WANTED.get(name.lower()) if sep else None
+        if at is None:
+            continue
+        if found[at] is not None:
+            raise ProtocolError(f"header {name.lower().decode()!r} twice")
+        value = value.strip()
+        found[at] = value.lower() if _LOWER[at] else value
+    return found
 
 
 def _status(line: bytes) -> tuple[int, bool]:
