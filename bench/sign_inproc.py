@@ -1,0 +1,143 @@
+"""The inner loop of the wire bench (issue 11): CPU per C_SignInit + C_Sign in-process, no shim.
+
+The module runs in this Python process, called through p11nethsm.dispatch.entry with the same
+arguments p11bench.c passes, against the wire bench's nginx peer (canned answers recorded from
+the emulator at start, bench/wire.py). Prints process CPU microseconds per signature; run it
+pinned (`taskset -c 1`) and alternate it with another checkout for a before/after.
+
+    taskset -c 1 .venv/bin/python bench/sign_inproc.py                    # CPU us per signature
+    taskset -c 1 .venv/bin/python bench/sign_inproc.py --ablate exchange  # the layers above the exchange
+    taskset -c 1 .venv/bin/python bench/sign_inproc.py --plain            # plain Python's exchange, same peer
+    taskset -c 1 .venv/bin/python bench/sign_inproc.py --profile          # cProfile (CPU clock), top 35
+
+`--ablate exchange` replaces InstancePool.exchange by the recorded answer: what remains is the
+dispatcher, handlers, operation machine, object store, REST client, failover loop, JSON, base64
+and DER. `--plain` runs bench/plain_sign.py's loop on its own TLS socket in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import cProfile
+import ctypes
+import json
+import os
+import pstats
+import socket
+import ssl
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "tests")]
+
+import wire  # noqa: E402
+from _common import ADMIN, OPERATOR, tmpdir  # noqa: E402
+
+CKM = {"ecdsa": 0x1041, "eddsa": 0x1057, "rsa": 0x1}
+
+
+def configure(work, nginx) -> None:
+    conf = work / "module.conf"  # the wire bench's default config
+    conf.write_text(f"log_file: {work / 'module.log'}\nslots:\n  - label: NetHSM\n"
+                    f"    operator: {{username: {OPERATOR[0]}, password: {OPERATOR[1]}}}\n"
+                    f"    administrator: {{username: {ADMIN[0]}, password: {ADMIN[1]}}}\n"
+                    f"    instances:\n      - url: {nginx.url}\n"
+                    f"        sha256_fingerprints: [\"{nginx.fingerprint}\"]\n")
+    os.environ["P11NETHSM_CONFIG_FILE"] = str(conf)
+
+
+def module_loop(alg: str):
+    """A function signing n times through dispatch.entry (C_SignInit + C_Sign, one session)."""
+    from p11calls import Entry
+    from p11nethsm import dispatch
+    from p11nethsm.ck.constants import CKU
+    from p11nethsm.ck.functions import INDEX
+    from p11nethsm.ck.structs import CK_MECHANISM
+
+    c = Entry(dispatch.entry)
+    c.ok("C_Initialize", None)
+    s = c.open(0)
+    c.ok("C_Login", s, int(CKU.USER), OPERATOR[1].encode(), len(OPERATOR[1]))
+    key = c.key(s, wire.ALGS[alg]["key"].encode())
+    mech = CK_MECHANISM()
+    mech.mechanism = CKM[alg]
+    data = wire.message(alg)
+    msg, sig, sig_len = ctypes.create_string_buffer(data), ctypes.create_string_buffer(1024), ctypes.c_ulong()
+    p_mech, p_msg, p_sig, p_len = (ctypes.addressof(x) for x in (mech, msg, sig, sig_len))
+    entry, sign_init, sign = dispatch.entry, INDEX["C_SignInit"], INDEX["C_Sign"]
+
+    def loop(n: int, _keep=(mech, msg, sig)) -> None:  # _keep: the buffers outlive the loop
+        for _ in range(n):
+            if entry(sign_init, s, p_mech, key):
+                raise SystemExit("C_SignInit failed")
+            sig_len.value = 1024
+            if entry(sign, s, p_msg, len(data), p_sig, p_len):
+                raise SystemExit("C_Sign failed")
+
+    return loop
+
+
+def plain_loop(alg: str, nginx):
+    """bench/plain_sign.py's loop on one TLS socket to the same peer."""
+    k, body = wire.ALGS[alg]["key"], wire.sign_body(alg)
+    request = (f"POST /api/v1/keys/{k}/sign HTTP/1.1\r\nHost: 127.0.0.1:{nginx.port}\r\n"
+               f"Authorization: {wire.basic(OPERATOR)}\r\nAccept: */*\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    sock = ssl._create_unverified_context().wrap_socket(socket.create_connection(("127.0.0.1", nginx.port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def loop(n: int) -> None:
+        buf = b""
+        for _ in range(n):
+            sock.sendall(request)
+            while b"\r\n\r\n" not in buf:
+                buf += sock.recv(65536)
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(buf) < length:
+                buf += sock.recv(65536)
+            answer, buf = buf[:length], buf[length:]
+            base64.b64decode(json.loads(answer)["signature"])
+
+    return loop
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--alg", default="ecdsa", choices=sorted(CKM))
+    ap.add_argument("--n", type=int, default=4000, help="signatures per measured round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--ablate", choices=["exchange"], help="replace the exchange by the recorded answer")
+    ap.add_argument("--plain", action="store_true", help="plain Python's loop instead of the module")
+    ap.add_argument("--profile", action="store_true", help="then one cProfile round on the CPU clock")
+    a = ap.parse_args(argv)
+    work = tmpdir("p11inproc-")
+    answers = wire.record(work, [a.alg])
+    nginx = wire.Nginx(work, answers).start()
+    try:
+        configure(work, nginx)
+        loop = plain_loop(a.alg, nginx) if a.plain else module_loop(a.alg)
+        if a.ablate == "exchange":  # after C_Initialize and C_Login, which need the real answers
+            from p11nethsm.net import pool
+            canned = answers[("POST", f"/keys/{wire.ALGS[a.alg]['key']}/sign")]
+            pool.InstancePool.exchange = lambda self, *args, **kw: (200, canned[1], canned[2])
+        loop(300)  # warm-up: connection, caches
+        for _ in range(a.rounds):
+            t0, w0 = time.process_time(), time.perf_counter()
+            loop(a.n)
+            t1, w1 = time.process_time(), time.perf_counter()
+            print(f"{'plain' if a.plain else 'module'} {a.alg}{' (exchange ablated)' if a.ablate else ''}: "
+                  f"{1e6 * (t1 - t0) / a.n:.1f} us CPU/sig  {a.n / (w1 - w0):,.0f}/s", flush=True)
+        if a.profile:
+            prof = cProfile.Profile(time.process_time)
+            prof.runcall(loop, a.n)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(35)
+    finally:
+        nginx.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
