@@ -30,10 +30,7 @@ from p11nethsm.ck.errors import (
     UserNotLoggedIn,
 )
 from p11nethsm.config.model import Config, SlotConfig, UserConfig
-from p11nethsm.presence import Presence, explain
-from p11nethsm.sessions import Session
 from p11nethsm.state.lifecycle import INITIALIZED, Lifecycle
-from p11nethsm.state.login import TokenLogin
 from p11nethsm.values import Role
 
 # typing.TYPE_CHECKING without importing typing (start-up time); type checkers know the idiom.
@@ -42,9 +39,12 @@ if TYPE_CHECKING:
     from typing import Any
 
     from p11nethsm.api.client import Credentials, NetHSM
+    from p11nethsm.presence import Presence
+    from p11nethsm.sessions import Session
+    from p11nethsm.state.login import TokenLogin
 
 __all__ = [
-    "Library", "Slot", "Session", "get_library", "current", "initialize",
+    "Library", "Slot", "get_library", "current", "initialize",
     "finalize", "drop_in_child",
 ]
 
@@ -69,13 +69,18 @@ def current() -> Library | None:
 
 
 class Wiring:
-    """How a slot builds its HTTP client, credentials and object store. Filled in by
-    p11nethsm.handlers.wiring, which the chapters that reach a slot import: the client
-    (urllib3) and the store (cryptography) are not imported by C_Initialize."""
+    """How a slot builds its HTTP client, credentials, object store, token presence, login and
+    sessions. Filled in by p11nethsm.handlers.wiring, which the chapters that reach a slot
+    import: C_Initialize imports neither the client (urllib3) nor the store (cryptography) nor
+    the per-slot machinery (it keeps the start-up within its 25 MB budget, bench P3)."""
 
     api = None          # (SlotConfig, threads=bool) -> NetHSM
     credentials = None  # (username, password) -> Credentials
     store = None        # (Slot) -> ObjectStore
+    presence = None     # (name, poll, explain) -> Presence
+    explain = None      # (NetHSM, state) -> text: what to do about a non-Operational NetHSM
+    login = None        # (name) -> TokenLogin
+    session = None      # (handle, Slot, rw, flags) -> Session
 
 
 WIRING = Wiring()
@@ -115,7 +120,7 @@ class Slot:
     def token(self) -> Presence:
         token = self._token
         if token is None:
-            token = self._built("_token", lambda: Presence(
+            token = self._built("_token", lambda: WIRING.presence(
                 f"token[{self.slot_id}]", self._health_state, self._explain_state))
         return token
 
@@ -123,7 +128,7 @@ class Slot:
     def login(self) -> TokenLogin:
         login = self._login
         if login is None:
-            login = self._built("_login", lambda: TokenLogin(f"login[{self.slot_id}]"))
+            login = self._built("_login", lambda: WIRING.login(f"login[{self.slot_id}]"))
         return login
 
     @property
@@ -145,7 +150,7 @@ class Slot:
         return self.api.health_state()
 
     def _explain_state(self, state: str) -> str:
-        return explain(self.api, state)
+        return WIRING.explain(self.api, state)
 
     def token_present(self, max_age: float = 1.0) -> bool:
         """Present iff the cluster answered Operational (cached for `max_age` seconds)."""
@@ -262,7 +267,7 @@ class Library:
 
     def open_session(self, slot: Slot, *, rw: bool, flags: int) -> Session:
         with self.lock:
-            session = Session(next(_handles), slot, rw, flags)
+            session = WIRING.session(next(_handles), slot, rw, flags)
             self.sessions[session.handle] = session
         logger.debug("{}: session {} opened ({})", slot.name, session.handle, "RW" if rw else "RO")
         return session

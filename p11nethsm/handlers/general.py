@@ -4,11 +4,12 @@ legacy parallel-function calls (§5.20)."""
 from __future__ import annotations
 
 import ctypes
+import sys
 
 from p11nethsm.log import logger
 
 import p11nethsm
-from p11nethsm import forksafe, library, logging_setup, metrics
+from p11nethsm import forksafe, library, logging_setup
 from p11nethsm.ck.cdata import blank_padded
 from p11nethsm.ck.constants import CKF
 from p11nethsm.ck.errors import (
@@ -88,6 +89,10 @@ def C_Initialize(pInitArgs):
             "allowed" if lib.threads_allowed else "disabled",
         )
         if config.metrics_file:
+            # lazy: an optional feature, loaded only when configured (the start-up's memory
+            # budget, bench P3); grimp still sees this import, so the layer contract covers it
+            from p11nethsm import metrics
+
             HOOKS.set_metrics(metrics.configure(config, lib, threads=lib.threads_allowed))
 
 
@@ -128,7 +133,8 @@ def C_Finalize(pReserved):
         raise ArgumentsBad("pReserved must be NULL")
     with library.LIFECYCLE.lock:
         library.LIFECYCLE.check("finalize")  # CRYPTOKI_NOT_INITIALIZED, from the chart
-        if metrics.current() is not None:
+        metrics = sys.modules.get("p11nethsm.metrics")  # loaded only if C_Initialize started it
+        if metrics is not None and metrics.current() is not None:
             HOOKS.set_metrics(None)
             metrics.shutdown()  # the last write, while the instances' health is still known
         library.finalize()

@@ -43,7 +43,8 @@ from p11nethsm.ck.errors import (
 from p11nethsm.ck.structs import CK_SESSION_INFO
 from p11nethsm.handlers import handler
 from p11nethsm.handlers import wiring  # noqa: F401  (a slot's client and store)
-from p11nethsm.library import Session, Slot, get_library
+from p11nethsm.library import Slot, get_library
+from p11nethsm.sessions import Session
 from p11nethsm.values import Role
 
 MIN_PIN_LEN = 10

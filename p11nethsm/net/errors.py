@@ -6,7 +6,8 @@ answer; its `phase` says whether the request can have reached the server:
 * CONNECT (TCP connect, TLS handshake, pin check) and SEND (writing the request): surely not processed;
 * READ (waiting for / reading the answer): the server may have processed it.
 
-An answer bigger than the size limit is `BodyTooLarge`, a malformed one `ProtocolError` (net.http11).
+An answer bigger than the size limit is `BodyTooLarge`, a malformed one `ProtocolError` (both
+raised by net.http11, defined here so that importing the errors does not load the HTTP code).
 The api layer maps these to its NetHSM errors (p11nethsm.api.mapping). This module stays light
 (no ssl, no urllib3): the layers above import it at start-up.
 """
@@ -14,16 +15,21 @@ The api layer maps these to its NetHSM errors (p11nethsm.api.mapping). This modu
 from __future__ import annotations
 
 import errno
-import socket
 from enum import Enum
-
-from p11nethsm.net.http11 import BodyTooLarge, ProtocolError
 
 __all__ = ["Phase", "ExchangeError", "BodyTooLarge", "ProtocolError", "describe_cause"]
 
 _REFUSED_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
 # By name: ssl (and net.tls, which imports it) is loaded only once a connection is made.
 _CERT_ERRORS = frozenset({"PinMismatch", "SSLCertVerificationError", "CertificateError"})
+
+
+class ProtocolError(Exception):
+    """The peer's bytes are not an HTTP/1.1 answer (raised by net.http11)."""
+
+
+class BodyTooLarge(Exception):
+    """The answer is bigger than the size limit (not read further)."""
 
 
 class Phase(Enum):
@@ -71,7 +77,7 @@ def _causes(exc: BaseException | None, most: int):
 
 def describe_cause(exc: BaseException) -> str:
     """A short text for a low-level error (no request bodies are ever in these)."""
-    if isinstance(exc, (socket.timeout, TimeoutError)):
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
         return "timed out"
     inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
     text = str(exc) or type(exc).__name__

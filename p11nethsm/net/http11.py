@@ -16,19 +16,13 @@ from __future__ import annotations
 
 import re
 
+from p11nethsm.net.errors import BodyTooLarge, ProtocolError
+
 MAX_HEAD = 64 * 1024  # status line + header lines (http.client: 65536 per line, 100 headers)
 MAX_HEADERS = 100
 RECV = 16384  # one TLS record at most per read: a bigger buffer only costs the allocation
 
 _BAD_TARGET = re.compile(r"[^\x21-\x7e]").search  # a request target is printable ASCII without spaces
-
-
-class ProtocolError(Exception):
-    """The peer's bytes are not an HTTP/1.1 answer."""
-
-
-class BodyTooLarge(Exception):
-    """The answer is bigger than the size limit (not read further)."""
 
 
 def build_request(method: str, target: str, host: bytes, head: bytes, body: bytes | None) -> bytes:
