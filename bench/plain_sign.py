@@ -16,6 +16,21 @@ import threading
 import time
 
 
+def sign_once(sock, request: bytes, buf: bytes) -> bytes:
+    """One plain exchange on a keep-alive socket: write, read up to Content-Length, json +
+    base64; returns the bytes already read past the answer."""
+    sock.sendall(request)
+    while b"\r\n\r\n" not in buf:
+        buf += sock.recv(65536)
+    head, _, buf = buf.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(buf) < length:
+        buf += sock.recv(65536)
+    body, buf = buf[:length], buf[length:]
+    base64.b64decode(json.loads(body)["signature"])
+    return buf
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
@@ -37,15 +52,7 @@ def main(argv=None) -> int:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             buf = b""
             while not stop.is_set():
-                sock.sendall(request)
-                while b"\r\n\r\n" not in buf:
-                    buf += sock.recv(65536)
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                while len(buf) < length:
-                    buf += sock.recv(65536)
-                body, buf = buf[:length], buf[length:]
-                base64.b64decode(json.loads(body)["signature"])
+                buf = sign_once(sock, request, buf)
                 counts[i] += 1
         except Exception as exc:  # report, stop everyone
             errors.append(repr(exc))
