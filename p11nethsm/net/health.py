@@ -15,9 +15,8 @@ import time
 
 from p11nethsm import hostsignals
 from p11nethsm.log import logger
-
+from p11nethsm.net.errors import BodyTooLarge, ExchangeError
 from p11nethsm.net.instances import Instance, InstanceSet
-from p11nethsm.net.pool import BodyTooLarge, ExchangeError
 
 INLINE_CHECKS = 3
 INLINE_TIMEOUT = 1.0
