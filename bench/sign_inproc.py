@@ -9,6 +9,7 @@ pinned (`taskset -c 1`) and alternate it with another checkout for a before/afte
     taskset -c 1 .venv/bin/python bench/sign_inproc.py --ablate exchange  # the layers above the exchange
     taskset -c 1 .venv/bin/python bench/sign_inproc.py --plain            # plain Python's exchange, same peer
     taskset -c 1 .venv/bin/python bench/sign_inproc.py --profile          # cProfile (CPU clock), top 35
+    taskset -c 1 .venv/bin/python bench/sign_inproc.py --layers --rounds 5  # where the CPU goes, by depth
 
 `--ablate exchange` replaces InstancePool.exchange by the recorded answer: what remains is the
 dispatcher, handlers, operation machine, object store, REST client, failover loop, JSON, base64
@@ -75,7 +76,37 @@ def module_loop(alg: str):
             if entry(sign, s, p_msg, len(data), p_sig, p_len):
                 raise SystemExit("C_Sign failed")
 
+    loop.session = s
     return loop
+
+
+def layer_loops(alg: str, session: int) -> dict:
+    """The module's own signing path cut at two depths, on the module's session, slot and pool:
+    `client` = NetHSM.sign (credentials, failover loop, pool, TLS, HTTP, JSON, base64: everything
+    below the PKCS#11 layers), `pool` = InstancePool.exchange (pool, TLS write and read, HTTP)."""
+    import base64
+
+    from p11nethsm.library import get_library
+    from p11nethsm.values import Role
+
+    slot = get_library().session(session).slot
+    api, creds = slot.api, slot.credentials(Role.OPERATOR)
+    key, msg = wire.ALGS[alg]["key"], wire.message(alg)
+    mode = {"ecdsa": "ECDSA", "eddsa": "EdDSA", "rsa": "PKCS1"}[alg]
+    inst = api.instances[0]
+    body = b'{"mode":"%s","message":"%s"}' % (mode.encode(), base64.b64encode(msg))
+    path, head = f"{inst.base}/keys/{key}/sign", creds.headers["json"]
+
+    def client(n: int) -> None:
+        for _ in range(n):
+            api.sign(creds, key, mode, msg)
+
+    def exchange(n: int) -> None:
+        for _ in range(n):
+            if inst.pool.exchange("POST", path, body, head)[0] != 200:
+                raise SystemExit("sign request failed")
+
+    return {"client": client, "pool": exchange}
 
 
 def plain_loop(alg: str, nginx):
@@ -95,6 +126,46 @@ def plain_loop(alg: str, nginx):
     return loop
 
 
+def layers(a, nginx, answers) -> int:
+    """--layers: every depth in each round (rotating order), CPU us per signature, medians."""
+    from p11nethsm.net import pool
+
+    module = module_loop(a.alg)
+    loops = {"module": module, **layer_loops(a.alg, module.session), "plain": plain_loop(a.alg, nginx)}
+    canned = answers[("POST", f"/keys/{wire.ALGS[a.alg]['key']}/sign")]
+    real = pool.InstancePool.exchange
+
+    def ablated(n: int) -> None:
+        pool.InstancePool.exchange = lambda self, *args, **kw: (200, canned[1], canned[2])
+        try:
+            module(n)
+        finally:
+            pool.InstancePool.exchange = real
+
+    loops["ablated"] = ablated
+    names, cpu = list(loops), {k: [] for k in loops}
+    for f in loops.values():
+        f(300)  # warm-up: connections, caches
+    for r in range(a.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.process_time()
+            loops[name](a.n)
+            cpu[name].append(1e6 * (time.process_time() - t0) / a.n)
+    med = {k: sorted(v)[len(v) // 2] for k, v in cpu.items()}
+    rows = [("module: C_SignInit + C_Sign through dispatch.entry", med["module"]),
+            ("  its REST client alone: NetHSM.sign", med["client"]),
+            ("  its pool alone: InstancePool.exchange (pool, TLS, HTTP)", med["pool"]),
+            ("  the module with the exchange replaced by the answer", med["ablated"]),
+            ("plain Python's exchange (bench/plain_sign.py)", med["plain"]),
+            ("= PKCS#11 layers after a real wait (module - client)", med["module"] - med["client"]),
+            ("= REST client above the pool (client - pool)", med["client"] - med["pool"]),
+            ("= pool over plain Python (pool - plain)", med["pool"] - med["plain"])]
+    print(f"\n{a.alg}: CPU us per signature, medians of {a.rounds} rounds x {a.n} signatures (rotating order)")
+    for what, us in rows:
+        print(f"  {what:<62} {us:7.1f}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--alg", default="ecdsa", choices=sorted(CKM))
@@ -103,12 +174,16 @@ def main(argv=None) -> int:
     ap.add_argument("--ablate", choices=["exchange"], help="replace the exchange by the recorded answer")
     ap.add_argument("--plain", action="store_true", help="plain Python's loop instead of the module")
     ap.add_argument("--profile", action="store_true", help="then one cProfile round on the CPU clock")
+    ap.add_argument("--layers", action="store_true", help="alternate the module, its REST client, its pool, the"
+                    " module with the exchange ablated and plain Python; print the medians and differences")
     a = ap.parse_args(argv)
     work = tmpdir("p11inproc-")
     answers = wire.record(work, [a.alg])
     nginx = wire.Nginx(work, answers).start()
     try:
         configure(work, nginx)
+        if a.layers:
+            return layers(a, nginx, answers)
         loop = plain_loop(a.alg, nginx) if a.plain else module_loop(a.alg)
         if a.ablate == "exchange":  # after C_Initialize and C_Login, which need the real answers
             from p11nethsm.net import pool
@@ -124,7 +199,7 @@ def main(argv=None) -> int:
         if a.profile:
             prof = cProfile.Profile(time.process_time)
             prof.runcall(loop, a.n)
-            pstats.Stats(prof).sort_stats("tottime").print_stats(35)
+            pstats.Stats(prof).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "35")))
     finally:
         nginx.stop()
     return 0

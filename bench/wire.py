@@ -31,6 +31,7 @@ import collections
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -253,13 +254,13 @@ class Clients:
 
     def _run(self, cmd, env=None, timeout=120) -> tuple[str, dict]:
         """Run a client pinned to the client CPU; (stdout, nginx counter deltas)."""
-        c0 = self.nginx.counters()
+        c0, u0 = self.nginx.counters(), _children_cpu()
         p = subprocess.run(["taskset", "-c", CLIENT_CPU, *cmd], env=env, capture_output=True, text=True,
                            timeout=timeout)
-        c1 = self.nginx.counters()
+        c1, u1 = self.nginx.counters(), _children_cpu()
         if p.returncode != 0:
             raise BenchError(f"{Path(cmd[0]).name}: rc={p.returncode} {p.stdout[-400:]!r} {p.stderr[-800:]!r}")
-        return p.stdout, {"connections": c1[0] - c0[0], "requests": c1[1] - c0[1]}
+        return p.stdout, {"connections": c1[0] - c0[0], "requests": c1[1] - c0[1], "child_cpu": u1 - u0}
 
     def _module_cmd(self, alg: str, threads: int, seconds: float, module: str | None = None) -> list[str]:
         return [self.harness, module or self.a.module, "sign", "--mech", alg, "--key", ALGS[alg]["key"],
@@ -273,18 +274,23 @@ class Clients:
         return {"per_sec": r["per_sec"], "cpu_us": 1e6 * r["cpu_cores"] / r["per_sec"] if r["per_sec"] else None,
                 **counts}
 
-    def profile(self, alg: str, threads: int, raw: Path, seconds: float = 4.0) -> None:
-        """py-spy on the module process in its steady state (attached after start-up and warm-up)."""
+    def profile(self, alg: str, threads: int, raw: Path, seconds: float = 4.0) -> bool:
+        """py-spy on the module process in its steady state (attached after start-up and warm-up);
+        False when py-spy is not installed (it comes with the `bench` extra)."""
+        spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
+        if not os.access(spy, os.X_OK):
+            log("  profile skipped: py-spy is not installed (pip install '.[bench]'; make bench does)")
+            return False
         p = subprocess.Popen(["taskset", "-c", CLIENT_CPU, *self._module_cmd(alg, threads, seconds + 6)],
                              env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(self.a.warmup + 1.5)
-            spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
             subprocess.run(["taskset", "-c", CLIENT_CPU, spy, "record", "--pid", str(p.pid), "--format", "raw",
                             "--rate", "1000", "--duration", str(int(seconds)), "--output", str(raw), "--gil"],
                            check=True, capture_output=True, timeout=seconds + 30)
         finally:
             p.wait(60)
+        return True
 
     def before_module(self, alg: str, threads: int) -> dict:
         return self.module(alg, threads, before=True)
@@ -294,7 +300,10 @@ class Clients:
                                  str(self.work / f"{alg}.lua"), f"{self.nginx.url}/keys/{ALGS[alg]['key']}/sign"])
         if "Non-2xx" in out:
             raise BenchError(f"wrk got errors: {out[-500:]}")
-        return {"per_sec": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), **counts}
+        # wrk's whole process CPU (user + kernel, rusage) per request nginx counted: what a C
+        # client spends per signature on this machine, the floor for the module's CPU figures
+        cpu_us = 1e6 * counts["child_cpu"] / counts["requests"] if counts["requests"] else None
+        return {"per_sec": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "cpu_us": cpu_us, **counts}
 
     def plain(self, alg: str, threads: int) -> dict:
         out, counts = self._run([PY, str(BENCH / "plain_sign.py"), "--port", str(self.nginx.port),
@@ -305,6 +314,12 @@ class Clients:
             raise BenchError(f"plain_sign: {r['error']}")
         return {"per_sec": r["per_sec"], "cpu_us": 1e6 * r["cpu_cores"] / r["per_sec"] if r["per_sec"] else None,
                 **counts}
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's waited-for children so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 # ------------------------------------------------------------------ profile summary
@@ -370,7 +385,8 @@ def run(a) -> dict:
         if a.profile:
             for n in (1, 8):
                 raw = work / f"profile-{n}.txt"
-                cl.profile(a.algs[0], n, raw)
+                if not cl.profile(a.algs[0], n, raw):
+                    break
                 res[f"profile_{n}"] = profile_summary(raw)
     finally:
         nginx.stop()
@@ -397,18 +413,19 @@ def summarize(res: dict, base: dict | None, a) -> None:
         b = bmed.get(key, {}).get("module", {})
         rows.append([ALGS[alg]["title"], n, wrk["per_sec"], pl["per_sec"], mod["per_sec"],
                      mod["per_sec"] / wrk["per_sec"], pl["per_sec"] / wrk["per_sec"], mod["cpu_us"], pl["cpu_us"],
-                     conns] + ([b.get("per_sec"), b["per_sec"] / bmed[key]["wrk"]["per_sec"] if b else None,
+                     wrk["cpu_us"], conns] + ([b.get("per_sec"), b["per_sec"] / bmed[key]["wrk"]["per_sec"] if b else None,
                                 b.get("cpu_us"),
                                 1000 * b["connections"] / b["requests"] if b.get("requests") else None]
                                if base else []))
     header = ["case", "threads", "wrk/s", "python/s", "module/s", "module/wrk", "python/wrk",
-              "module CPU us/sig", "python CPU us/sig", "conns/1k sigs"]
+              "module CPU us/sig", "python CPU us/sig", "wrk CPU us/req", "conns/1k sigs"]
     if base:
         header += ["before module/s", "before module/wrk", "before CPU us/sig", "before conns/1k"]
     table(f"W wire speed against nginx (canned answers), medians of {a.rounds} alternated rounds x {a.seconds} s;"
           f" nginx on CPU {NGINX_CPU}, each client on CPU {CLIENT_CPU}", header, rows,
           [f"goals: {GOALS}", "conns/1k sigs: TLS connections nginx accepted per 1,000 requests of the module run"
-           " (warm-up and set-up included)"])
+           " (warm-up and set-up included)", "wrk CPU us/req: wrk's user + kernel CPU (rusage) per request"
+           " nginx counted: a C client's cost per signature on this machine"])
     srows = []
     for alg in a.algs:
         def rate(n, src=med):
