@@ -67,6 +67,22 @@ def test_reusable_connection(head, reusable):
     assert parse(head)[3] is reusable
 
 
+@pytest.mark.parametrize("head, expected", [
+    # field names in any case; values stripped, lower-cased but for Content-Type
+    (b"HTTP/1.1 201 Created\r\ncontent-TYPE:  Application/JSON \r\nCONTENT-LENGTH: 2\r\n"
+     b"Connection:\tKeep-Alive\r\n\r\n{}", (201, "Application/JSON", b"{}", True)),
+    # a name followed by a space before the colon is another field (skipped): no Content-Length here,
+    # so the body runs to the end of the connection
+    (b"HTTP/1.1 200 OK\r\nContent-Length : 1\r\n\r\nabc", (200, "", b"abc", False)),
+    # a field name only matches at the start of its line, not inside another field's value
+    (b"HTTP/1.1 200 OK\r\nX-Note: content-length: 1\r\nContent-Length: 3\r\n\r\nabc", (200, "", b"abc", True)),
+    # a status line without a reason phrase
+    (b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok", (200, "", b"ok", True)),
+])
+def test_header_fields(head, expected):
+    assert parse(head) == expected
+
+
 @pytest.mark.parametrize("data, what", [
     (b"", "closed before the answer"),
     (b"HTTP/1.1 200 OK\r\nContent-Le", "closed in the answer's headers"),
@@ -75,6 +91,9 @@ def test_reusable_connection(head, reusable):
     (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"),
     (b"ICY 200 OK\r\n\r\n", "bad status line"),
     (b"HTTP/1.1 2000 OK\r\n\r\n", "bad status line"),
+    (b"HTTP/2.0 200 OK\r\n\r\n", "bad status line"),
+    (b"HTTP/1.1 200OK\r\n\r\n", "bad status line"),
+    (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nContent-Length: 2\r\n\r\nok", "twice"),
     (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", "more than 100 headers"),
     (b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70000, "larger than 64 KiB"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "unsupported Transfer-Encoding"),
