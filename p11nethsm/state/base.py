@@ -28,7 +28,10 @@ Every transition of every machine goes through ONE listener, `TRANSITIONS`: it l
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+# typing only for annotations: importing it costs ~8 ms, and this module is on C_Initialize's path
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 from p11nethsm import logflags
 from p11nethsm.log import logger
