@@ -126,8 +126,13 @@ def plain_loop(alg: str, nginx):
     return loop
 
 
+WAIT = 50e-6  # about one loopback round trip to nginx
+
+
 def layers(a, nginx, answers) -> int:
-    """--layers: every depth in each round (rotating order), CPU us per signature, medians."""
+    """--layers: every depth in each round (rotating order), CPU us per signature, medians.
+    The ablated module runs twice: back to back, and with a sleep where the network wait was, to
+    show what the same Python code costs when it runs after the CPU idled (caches gone cold)."""
     from p11nethsm.net import pool
 
     module = module_loop(a.alg)
@@ -135,14 +140,24 @@ def layers(a, nginx, answers) -> int:
     canned = answers[("POST", f"/keys/{wire.ALGS[a.alg]['key']}/sign")]
     real = pool.InstancePool.exchange
 
-    def ablated(n: int) -> None:
-        pool.InstancePool.exchange = lambda self, *args, **kw: (200, canned[1], canned[2])
+    def ablated(n: int, wait: float = 0.0) -> None:
+        def answer(self, *args, **kw):
+            if wait:
+                time.sleep(wait)  # blocks like a read: the CPU idles until the timer fires
+            return 200, canned[1], canned[2]
+        pool.InstancePool.exchange = answer
         try:
             module(n)
         finally:
             pool.InstancePool.exchange = real
 
+    def sleeps(n: int) -> None:
+        for _ in range(n):
+            time.sleep(WAIT)
+
     loops["ablated"] = ablated
+    loops["ablated_wait"] = lambda n: ablated(n, WAIT)
+    loops["sleep"] = sleeps
     names, cpu = list(loops), {k: [] for k in loops}
     for f in loops.values():
         f(300)  # warm-up: connections, caches
@@ -156,6 +171,8 @@ def layers(a, nginx, answers) -> int:
             ("  its REST client alone: NetHSM.sign", med["client"]),
             ("  its pool alone: InstancePool.exchange (pool, TLS, HTTP)", med["pool"]),
             ("  the module with the exchange replaced by the answer", med["ablated"]),
+            (f"  the same, idle {WAIT * 1e6:.0f} us per signature (sleep's CPU subtracted)",
+             med["ablated_wait"] - med["sleep"]),
             ("plain Python's exchange (bench/plain_sign.py)", med["plain"]),
             ("= PKCS#11 layers after a real wait (module - client)", med["module"] - med["client"]),
             ("= REST client above the pool (client - pool)", med["client"] - med["pool"]),
