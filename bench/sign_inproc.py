@@ -8,7 +8,7 @@ pinned (`taskset -c 1`) and alternate it with another checkout for a before/afte
     taskset -c 1 .venv/bin/python bench/sign_inproc.py                    # CPU us per signature
     taskset -c 1 .venv/bin/python bench/sign_inproc.py --ablate exchange  # the layers above the exchange
     taskset -c 1 .venv/bin/python bench/sign_inproc.py --plain            # plain Python's exchange, same peer
-    taskset -c 1 .venv/bin/python bench/sign_inproc.py --profile          # cProfile (CPU clock), top 35
+    taskset -c 1 .venv/bin/python bench/sign_inproc.py --profile          # cProfile (CPU clock), top 35 (--sort cumtime)
     taskset -c 1 .venv/bin/python bench/sign_inproc.py --layers --rounds 5  # where the CPU goes, by depth
 
 `--ablate exchange` replaces InstancePool.exchange by the recorded answer: what remains is the
@@ -19,6 +19,7 @@ and DER. `--plain` runs bench/plain_sign.py's loop on its own TLS socket in this
 from __future__ import annotations
 
 import argparse
+import base64
 import cProfile
 import ctypes
 import os
@@ -84,8 +85,6 @@ def layer_loops(alg: str, session: int) -> dict:
     """The module's own signing path cut at two depths, on the module's session, slot and pool:
     `client` = NetHSM.sign (credentials, failover loop, pool, TLS, HTTP, JSON, base64: everything
     below the PKCS#11 layers), `pool` = InstancePool.exchange (pool, TLS write and read, HTTP)."""
-    import base64
-
     from p11nethsm.library import get_library
     from p11nethsm.values import Role
 
@@ -191,6 +190,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ablate", choices=["exchange"], help="replace the exchange by the recorded answer")
     ap.add_argument("--plain", action="store_true", help="plain Python's loop instead of the module")
     ap.add_argument("--profile", action="store_true", help="then one cProfile round on the CPU clock")
+    ap.add_argument("--sort", default="tottime", choices=["tottime", "cumtime"], help="--profile's order")
     ap.add_argument("--layers", action="store_true", help="alternate the module, its REST client, its pool, the"
                     " module with the exchange ablated and plain Python; print the medians and differences")
     a = ap.parse_args(argv)
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
         if a.profile:
             prof = cProfile.Profile(time.process_time)
             prof.runcall(loop, a.n)
-            pstats.Stats(prof).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "35")))
+            pstats.Stats(prof).sort_stats(a.sort).print_stats(35)
     finally:
         nginx.stop()
     return 0
