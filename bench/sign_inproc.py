@@ -19,7 +19,6 @@ and DER. `--plain` runs bench/plain_sign.py's loop on its own TLS socket in this
 from __future__ import annotations
 
 import argparse
-import base64
 import cProfile
 import ctypes
 import os
@@ -34,19 +33,13 @@ sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "tests")]
 
 import plain_sign  # noqa: E402
 import wire  # noqa: E402
-from _common import ADMIN, OPERATOR, tmpdir  # noqa: E402
+from _common import OPERATOR, tmpdir  # noqa: E402
 
 CKM = {"ecdsa": 0x1041, "eddsa": 0x1057, "rsa": 0x1}
 
 
 def configure(work, nginx) -> None:
-    conf = work / "module.conf"  # the wire bench's default config
-    conf.write_text(f"log_file: {work / 'module.log'}\nslots:\n  - label: NetHSM\n"
-                    f"    operator: {{username: {OPERATOR[0]}, password: {OPERATOR[1]}}}\n"
-                    f"    administrator: {{username: {ADMIN[0]}, password: {ADMIN[1]}}}\n"
-                    f"    instances:\n      - url: {nginx.url}\n"
-                    f"        sha256_fingerprints: [\"{nginx.fingerprint}\"]\n")
-    os.environ["P11NETHSM_CONFIG_FILE"] = str(conf)
+    os.environ["P11NETHSM_CONFIG_FILE"] = str(wire.module_config(work, nginx))  # the wire bench's
 
 
 def module_loop(alg: str):
@@ -90,10 +83,8 @@ def layer_loops(alg: str, session: int) -> dict:
 
     slot = get_library().session(session).slot
     api, creds = slot.api, slot.credentials(Role.OPERATOR)
-    key, msg = wire.ALGS[alg]["key"], wire.message(alg)
-    mode = {"ecdsa": "ECDSA", "eddsa": "EdDSA", "rsa": "PKCS1"}[alg]
+    key, mode, msg, body = wire.ALGS[alg]["key"], wire.ALGS[alg]["mode"], wire.message(alg), wire.sign_body(alg)
     inst = api.instances[0]
-    body = b'{"mode":"%s","message":"%s"}' % (mode.encode(), base64.b64encode(msg))
     path, head = f"{inst.base}/keys/{key}/sign", creds.headers["json"]
 
     def client(n: int) -> None:
@@ -110,10 +101,7 @@ def layer_loops(alg: str, session: int) -> dict:
 
 def plain_loop(alg: str, nginx):
     """bench/plain_sign.py's loop on one TLS socket to the same peer."""
-    k, body = wire.ALGS[alg]["key"], wire.sign_body(alg)
-    request = (f"POST /api/v1/keys/{k}/sign HTTP/1.1\r\nHost: 127.0.0.1:{nginx.port}\r\n"
-               f"Authorization: {wire.basic(OPERATOR)}\r\nAccept: */*\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    request = wire.sign_request(alg, nginx.port)
     sock = ssl._create_unverified_context().wrap_socket(socket.create_connection(("127.0.0.1", nginx.port)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

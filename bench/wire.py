@@ -72,6 +72,14 @@ def sign_body(alg: str) -> bytes:
                       separators=(",", ":")).encode()
 
 
+def sign_request(alg: str, port: int) -> bytes:
+    """The exact HTTP request bytes of one sign call, as the module sends them (plain Python's)."""
+    body = sign_body(alg)
+    return (f"POST /api/v1/keys/{ALGS[alg]['key']}/sign HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: {basic(OPERATOR)}\r\nAccept: */*\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
 def basic(user) -> str:
     return "Basic " + base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
 
@@ -222,24 +230,28 @@ def before_module(work: Path, rev: str) -> tuple[str, dict]:
 
 
 # ------------------------------------------------------------------ clients
+def module_config(work: Path, nginx: Nginx) -> Path:
+    """The module's config file for the bench: the default config, i.e. credentials, the
+    instance and its pin only (no tuning keys)."""
+    conf = work / "module.conf"
+    conf.write_text(f"log_file: {work / 'module.log'}\nslots:\n  - label: NetHSM\n"
+                    f"    operator: {{username: {OPERATOR[0]}, password: {OPERATOR[1]}}}\n"
+                    f"    administrator: {{username: {ADMIN[0]}, password: {ADMIN[1]}}}\n"
+                    f"    instances:\n      - url: {nginx.url}\n"
+                    f"        sha256_fingerprints: [\"{nginx.fingerprint}\"]\n")
+    return conf
+
+
 class Clients:
     def __init__(self, a, work: Path, nginx: Nginx):
         self.a, self.work, self.nginx = a, work, nginx
         self.harness = build_harness(work)
-        conf = work / "module.conf"
-        # the default config: credentials, instance and pin only (no tuning keys)
-        conf.write_text(f"log_file: {work / 'module.log'}\nslots:\n  - label: NetHSM\n"
-                        f"    operator: {{username: {OPERATOR[0]}, password: {OPERATOR[1]}}}\n"
-                        f"    administrator: {{username: {ADMIN[0]}, password: {ADMIN[1]}}}\n"
-                        f"    instances:\n      - url: {nginx.url}\n"
-                        f"        sha256_fingerprints: [\"{nginx.fingerprint}\"]\n")
-        self.env = dict(os.environ, P11NETHSM_CONFIG_FILE=str(conf))
+        self.env = dict(os.environ, P11NETHSM_CONFIG_FILE=str(module_config(work, nginx)))
         self.before = None
         if a.before:
             so, extra = before_module(work, a.before)
             self.before = (so, dict(self.env, **extra))
         for alg in ALGS:
-            k = ALGS[alg]["key"]
             body = sign_body(alg)
             (work / f"{alg}.lua").write_text(
                 'wrk.method = "POST"\n'
@@ -247,10 +259,7 @@ class Clients:
                 'wrk.headers["Content-Type"] = "application/json"\n'
                 'wrk.headers["Accept"] = "*/*"\n'
                 f'wrk.headers["Authorization"] = "{basic(OPERATOR)}"\n')
-            (work / f"{alg}.http").write_bytes(
-                f"POST /api/v1/keys/{k}/sign HTTP/1.1\r\nHost: 127.0.0.1:{nginx.port}\r\n"
-                f"Authorization: {basic(OPERATOR)}\r\nAccept: */*\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            (work / f"{alg}.http").write_bytes(sign_request(alg, nginx.port))
 
     def _run(self, cmd, env=None, timeout=120) -> tuple[str, dict]:
         """Run a client pinned to the client CPU; (stdout, nginx counter deltas)."""
