@@ -33,14 +33,13 @@ from p11nethsm import logflags
 from p11nethsm.config.model import SlotConfig
 from p11nethsm.log import logger
 from p11nethsm.net.errors import BodyTooLarge, ExchangeError
-from p11nethsm.net.health import HealthChecker, inline_checks
+from p11nethsm.net.health import INLINE_CHECKS, HealthChecker, inline_checks
 from p11nethsm.net.instances import Instance, InstanceSet
 from p11nethsm.net.retry import Failure, RetryPolicy
 
 __all__ = ["CALL_SLACK", "ErrorMapper", "Failover", "Response"]
 
 CALL_SLACK = 3.0  # seconds beyond (retries.count + 1) * timeout_seconds that one API call may take
-INLINE_BUDGET = 3  # health checks one call may run in the caller's thread when threads are disallowed
 
 _monotonic = time.monotonic
 
@@ -118,7 +117,7 @@ class Failover:
         timeout = self.timeout
         end = _monotonic() + self.budget if timeout else None  # the call's deadline
         policy = self._policies[idempotent]
-        inline = 0 if self.threads else INLINE_BUDGET
+        inline = 0 if self.threads else INLINE_CHECKS  # health checks in the caller's thread
         locked: set[str] | None = None  # instances that answered 412 during this call
         while True:
             if inline:
