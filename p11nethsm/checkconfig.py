@@ -135,7 +135,7 @@ def _check_state(client: NetHSM, where: str, report: _Report) -> bool:
         "" if caps.labels is None else
         f" (key labels {'yes' if caps.labels else 'no'}, GET /keys?label= {'yes' if caps.label_query else 'no'},"
         f" /health/diagnose {'yes' if caps.diagnose else 'no'})"))
-    if state == "Operational":
+    if state == presence.OPERATIONAL:  # the same test as the token presence
         report.ok("device state", "Operational (the token is present)")
         return True
     report.fail(where, "device state", f"{state}, the token is absent: {presence.explain(client, state)}")
